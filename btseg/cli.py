@@ -1,0 +1,169 @@
+"""The `btseg` command: a thin layer over the library.
+
+Every subcommand parses arguments, calls one library function and prints its result. Errors that
+users can act on (BtsegError) are printed as one message with the fix and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from btseg import config
+from btseg.errors import BtsegError
+
+
+def _data_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset folder (BTXRD layout); default: $BTSEG_DATA_DIR or the synthetic set",
+    )
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return args.data if args.data is not None else config.data_dir()
+
+
+def _print_json(payload: object) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from btseg.data.phantom import generate
+    from btseg.progress import ProgressPrinter
+
+    out = generate(args.out, n=args.n, seed=args.seed, progress=ProgressPrinter("Generating images"))
+    print(f"Synthetic BTXRD-format dataset with {args.n} images written to {out}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from btseg.data.btxrd import open_dataset
+    from btseg.stats import dataset_statistics, format_statistics
+
+    statistics = dataset_statistics(open_dataset(_data_dir(args)))
+    if args.json:
+        _print_json(statistics)
+    else:
+        print(format_statistics(statistics))
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from btseg.data.btxrd import open_dataset
+    from btseg.data.splits import split_for, split_summary
+
+    dataset = open_dataset(_data_dir(args))
+    split = split_for(dataset.table, cache_dir=config.cache_dir(), seed=args.seed)
+    summary = split_summary(split, dataset.table)
+    if args.json:
+        _print_json(summary)
+        return 0
+    print(f"Split {split.split_id} (seed {split.seed}) of {dataset.root}")
+    print(f"Surrogate patients: {summary['groups']}")
+    for part, counts in summary["parts"].items():
+        classes = ", ".join(f"{name} {counts['labels'].get(name, 0)}" for name in config.CLASS_NAMES)
+        print(f"  {part:<5} {counts['images']:>5} images, {counts['groups']:>4} groups: {classes}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from btseg.data.btxrd import open_dataset
+    from btseg.data.cache import build_cache
+    from btseg.progress import ProgressPrinter
+
+    dataset = open_dataset(_data_dir(args))
+    arrays = build_cache(
+        dataset.usable, args.size, cache_dir=config.cache_dir(), workers=args.workers,
+        progress=ProgressPrinter("Caching images"),
+    )
+    print(f"{len(arrays.image_ids)} images cached at {args.size}x{args.size}")
+    for image_id, reason in arrays.skipped:
+        print(f"  skipped {image_id}: {reason}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from btseg.train import train_all, train_model
+
+    overrides = {
+        key: value
+        for key, value in {
+            "epochs": args.epochs,
+            "input_size": args.input_size,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "max_images": args.max_images,
+        }.items()
+        if value is not None
+    }
+    data = _data_dir(args)
+    models = args.models_dir or config.models_dir()
+    if args.model == "all":
+        train_all(data, models, profile=args.profile, overrides=overrides)
+    else:
+        run = train_model(args.model, data, models, profile=args.profile, overrides=overrides)
+        print(f"Run folder: {run}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="btseg",
+        description="Bone tumour segmentation and classification on X-rays (BTXRD format).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo-data", help="write the synthetic BTXRD-format dataset")
+    demo.add_argument("--out", type=Path, default=config.default_data_dir())
+    demo.add_argument("--n", type=int, default=config.SYNTHETIC_IMAGES, help="number of images")
+    demo.add_argument("--seed", type=int, default=config.SYNTHETIC_SEED)
+    demo.set_defaults(handler=cmd_demo_data)
+
+    stats = commands.add_parser("stats", help="dataset statistics and validation problems")
+    _data_argument(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(handler=cmd_stats)
+
+    split = commands.add_parser("split", help="surrogate-patient train/val/test split")
+    _data_argument(split)
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--json", action="store_true", help="print JSON")
+    split.set_defaults(handler=cmd_split)
+
+    cache = commands.add_parser("cache", help="decode and resize every image once")
+    _data_argument(cache)
+    cache.add_argument("--size", type=int, default=224)
+    cache.add_argument("--workers", type=int, default=2)
+    cache.set_defaults(handler=cmd_cache)
+
+    train = commands.add_parser("train", help="train models into run folders")
+    train.add_argument("--model", choices=["basic", "attention", "classifier", "all"], default="all")
+    _data_argument(train)
+    train.add_argument("--models-dir", type=Path, default=None)
+    train.add_argument("--profile", choices=["demo", "full", "tiny"], default="demo")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--input-size", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--max-images", type=int)
+    train.set_defaults(handler=cmd_train)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except BtsegError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
