@@ -56,19 +56,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from btseg.data.btxrd import open_dataset
-    from btseg.data.splits import split_for, split_summary
+    from btseg.data.splits import format_split_summary, split_for, split_summary
 
     dataset = open_dataset(_data_dir(args))
     split = split_for(dataset.table, cache_dir=config.cache_dir(), seed=args.seed)
     summary = split_summary(split, dataset.table)
     if args.json:
         _print_json(summary)
-        return 0
-    print(f"Split {split.split_id} (seed {split.seed}) of {dataset.root}")
-    print(f"Surrogate patients: {summary['groups']}")
-    for part, counts in summary["parts"].items():
-        classes = ", ".join(f"{name} {counts['labels'].get(name, 0)}" for name in config.CLASS_NAMES)
-        print(f"  {part:<5} {counts['images']:>5} images, {counts['groups']:>4} groups: {classes}")
+    else:
+        print(format_split_summary(summary))
     return 0
 
 

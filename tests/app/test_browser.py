@@ -1,0 +1,209 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against `streamlit run`.
+
+Screenshots go to test-artifacts/screenshots/. Without chromium these tests skip, unless
+BTSEG_REQUIRE_BROWSER=1 (as in .ci/run), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SERVER_START_SECONDS = 120
+PAGE_LOAD_MS = 120_000
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if path is None:
+        message = "Debian's chromium is not installed (apt-get install chromium)"
+        if os.environ.get("BTSEG_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{message}, and BTSEG_REQUIRE_BROWSER=1 requires the browser tests to run")
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on the tiny dataset; yields the base URL."""
+    chromium_path()
+    work = tmp_path_factory.mktemp("server")
+    port = free_port()
+    env = {
+        **os.environ,
+        "BTSEG_DATA_DIR": str(tiny_dataset),
+        "BTSEG_CACHE_DIR": str(work / "cache"),
+        "BTSEG_MODELS_DIR": str(work / "models"),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    log_path = work / "streamlit.log"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true",
+        "--server.port", str(port),
+        "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"streamlit did not answer in {SERVER_START_SECONDS} s:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(server: str):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, device_scale_factor=1)
+    opened = context.new_page()
+    opened.set_default_timeout(PAGE_LOAD_MS)
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def wait_until_idle(page) -> None:
+    """Wait until Streamlit has finished the script run (no 'running' status widget)."""
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+        timeout=PAGE_LOAD_MS,
+    )
+
+
+def screenshot(page, name: str) -> Path:
+    """Full-page screenshot. Streamlit scrolls inside its main element, not the document, so the
+    viewport is first made as tall as that element's content."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    height = page.evaluate(
+        "() => Math.max(...['stMain', 'stSidebarContent'].map(id => "
+        'document.querySelector(`[data-testid="${id}"]`)?.scrollHeight || 0))'
+    )
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": max(int(height), 800)})
+    page.wait_for_timeout(1500)  # Plotly redraws after the resize
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def assert_no_exception(page) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def test_home_page_in_the_browser(server, page):
+    page.goto(server)
+    page.wait_for_selector("text=Bone tumour segmentation and classification")
+    page.wait_for_selector('[data-testid="stMetric"]')
+    wait_until_idle(page)
+    assert_no_exception(page)
+    text = page.inner_text("body")
+    assert "Synthetic" in text
+    assert "Research use only" in text
+    assert page.locator('[data-testid="stPageLink"]').count() >= 1
+    assert screenshot(page, "home").stat().st_size > 10_000
+
+
+def test_dataset_page_in_the_browser(server, page):
+    page.goto(f"{server}/Dataset")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.js-plotly-plot').length >= 9", timeout=PAGE_LOAD_MS
+    )
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=\"stImage\"] img').length >= 8",
+        timeout=PAGE_LOAD_MS,
+    )
+    wait_until_idle(page)
+    assert_no_exception(page)
+    assert "Synthetic" in page.inner_text("body")
+    images = page.locator("text=Images").count()
+    assert images >= 1
+    assert screenshot(page, "dataset").stat().st_size > 50_000
+
+
+def test_a_sidebar_filter_updates_the_page_in_the_browser(server, page):
+    page.goto(f"{server}/Dataset")
+    page.wait_for_selector('[data-testid="stMetric"]')
+    wait_until_idle(page)
+    before = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    class_filter = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').first
+    class_filter.click()
+    page.get_by_role("option", name="malignant").click()
+    page.keyboard.press("Escape")
+    page.wait_for_selector("text=Filters active")
+    wait_until_idle(page)
+    assert_no_exception(page)
+    after = page.locator('[data-testid="stMetricValue"]').first.inner_text()
+    assert int(after.replace(",", "")) < int(before.replace(",", ""))
+    screenshot(page, "dataset_filtered")
