@@ -1,0 +1,882 @@
+"""Evaluate trained runs on the test split and write models/<run>/evaluation/ (`btseg evaluate`).
+
+    evaluate_run("models/attention_unet", "data/synthetic")   # -> models/attention_unet/evaluation
+    evaluate_all("models", "data/synthetic")                  # every complete run
+
+The test split is the training split itself (btseg.data.splits.split_for with the run's
+split_seed), and the images go through the cache the model was trained on, so the model sees
+exactly the training preprocessing. Segmentation metrics are computed honestly at the original
+resolution: each model-size probability map (kept as float16 in predictions.npz) is mapped back
+onto its image with images.postprocess and compared with the LabelMe mask rasterised at that
+size (zeros for normal images). One image is held at a time, so memory does not grow with image
+size or count. btseg.evaluation describes the files and reads them back without TensorFlow.
+
+A normal image counts as flagged at a threshold when the thresholded map holds a lesion under
+the same rule as inference: an 8-connected region of at least btseg.infer.min_lesion_area(shape)
+pixels. Dice, IoU and the pixel counts use the raw rule ``probability >= threshold``, so they
+agree with the pixel histogram and the ROC curve.
+
+TensorFlow is imported only when a model is loaded; an evaluation that is already up to date is
+recognised without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from btseg import evaluation as files
+from btseg import metrics
+from btseg.config import CLASS_NAMES
+from btseg.errors import BtsegError, RunError
+from btseg.runs import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RUN_NAMES,
+    SEGMENTATION_RUNS,
+    THRESHOLD_FILE,
+    atomic_write_csv,
+    atomic_write_json,
+    is_complete,
+    read_run_info,
+    run_name_for,
+    train_command,
+)
+
+#: Bootstrap resamples of the 95% intervals (whole surrogate patients are resampled).
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+#: Order in which evaluate_all visits the runs.
+RUN_ORDER = ("basic_unet", "attention_unet", "classifier")
+
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+
+
+def stage_progress(stream: TextIO | None = None) -> Progress:
+    """A progress(stage, done, total) callback printing one ProgressPrinter line per stage."""
+    from btseg.progress import ProgressPrinter
+
+    printers: dict[str, ProgressPrinter] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in printers:
+            printers[stage] = ProgressPrinter(stage, stream=stream or sys.stderr)
+        printers[stage](done, total)
+
+    return progress
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints and the up-to-date check
+
+
+def model_fingerprint(run_dir: str | Path) -> str:
+    """16 hex digits of SHA-256 over model.keras and threshold.json (when present)."""
+    digest = hashlib.sha256()
+    for name in (MODEL_FILE, THRESHOLD_FILE):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        digest.update(name.encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _settings(config: dict[str, Any], n_resamples: int) -> dict[str, Any]:
+    """What besides the model and data decides the numbers; a change re-evaluates."""
+    return {
+        "split_seed": _split_seed(config),
+        "bootstrap_resamples": int(n_resamples),
+        "bootstrap_seed": BOOTSTRAP_SEED,
+    }
+
+
+def _split_seed(config: dict[str, Any]) -> int:
+    data = config.get("data") or {}
+    if isinstance(data.get("split_seed"), int):
+        return int(data["split_seed"])
+    hyperparameters = config.get("hyperparameters") or {}
+    return int(hyperparameters.get("split_seed", 0) or 0)
+
+
+def _is_segmenter(config: dict[str, Any], run_dir: Path) -> bool:
+    task = config.get("task")
+    if task in ("segmentation", "classification"):
+        return task == "segmentation"
+    return str(config.get("run", run_dir.name)) in SEGMENTATION_RUNS
+
+
+def _up_to_date(run_dir: Path, data_fingerprint: str, fingerprint: str,
+                settings: dict[str, Any], segmenter: bool) -> bool:
+    folder = files.evaluation_dir(run_dir)
+    try:
+        summary = files.read_summary(run_dir)
+    except RunError:
+        return False
+    needed = files.SEGMENTATION_FILES if segmenter else files.CLASSIFIER_FILES
+    return (
+        summary.get("data_fingerprint") == data_fingerprint
+        and summary.get("model_fingerprint") == fingerprint
+        and summary.get("settings") == settings
+        and summary.get("task") == ("segmentation" if segmenter else "classification")
+        and all((folder / name).is_file() for name in needed)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the folder atomically
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_folders(run_dir: Path) -> None:
+    """Leftovers of evaluations that were killed: evaluation.tmp-<pid>, evaluation.old-<pid>."""
+    for pattern in (f"{files.EVALUATION_FOLDER}.tmp-*", f"{files.EVALUATION_FOLDER}.old-*"):
+        for folder in run_dir.glob(pattern):
+            pid = folder.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _swap_into_place(temporary: Path, final: Path) -> None:
+    """Rename the finished folder over `final`; the previous evaluation goes only now."""
+    old = final.with_name(f"{final.name}.old-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    had_old = final.exists()
+    if had_old:
+        os.replace(final, old)
+    try:
+        os.replace(temporary, final)
+    except OSError:
+        if had_old:
+            os.replace(old, final)
+        raise
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+class _TestData:
+    """The test split of a dataset as the run saw it: cached arrays, table rows, groups."""
+
+    def __init__(self, run_name: str, config: dict[str, Any], dataset: Any, data_fingerprint: str,
+                 cache_dir: Path, workers: int, progress: Progress | None, log: Log) -> None:
+        from btseg.data.cache import build_cache
+        from btseg.data.splits import split_for, surrogate_patient_ids
+
+        self.warnings: list[str] = []
+        recorded = config.get("data") or {}
+        if recorded.get("fingerprint") and recorded["fingerprint"] != data_fingerprint:
+            self.warnings.append(
+                f"the dataset differs from the one the model was trained on (data fingerprint "
+                f"{data_fingerprint}, training {recorded['fingerprint']}); the test split may "
+                "then hold images the model was trained on"
+            )
+        self.split = split_for(dataset, cache_dir=cache_dir, seed=_split_seed(config))
+        if recorded.get("split_id") and recorded["split_id"] != self.split.split_id:
+            self.warnings.append(
+                f"the test split (split id {self.split.split_id}) is not the split the model "
+                f"was trained with ({recorded['split_id']}): test images may have been seen in "
+                "training, so the numbers can be optimistic"
+            )
+        for warning in self.warnings:
+            log(f"Warning ({run_name}): {warning}.")
+        size = int(config["input_size"])
+        stage = f"{run_name}: caching images at {size} px"
+        self.arrays = build_cache(
+            dataset.usable, size, cache_dir=cache_dir, workers=workers,
+            progress=None if progress is None else (lambda d, t: progress(stage, d, t)),
+        )
+        cached = set(self.arrays.image_ids)
+        test_ids = self.split.ids("test")
+        self.image_ids = [image_id for image_id in test_ids if image_id in cached]
+        left_out = [image_id for image_id in test_ids if image_id not in cached]
+        if left_out:
+            reasons = dict(self.arrays.skipped)
+            shown = "; ".join(f"{i}: {reasons.get(i, 'no usable image')}" for i in left_out[:3])
+            self.warnings.append(
+                f"{len(left_out)} test image(s) could not be read and are left out ({shown})"
+            )
+            log(f"Warning ({run_name}): {self.warnings[-1]}.")
+        if not self.image_ids:
+            raise RunError(
+                "the test split holds no usable image",
+                where=str(dataset.root),
+                fix="check the dataset with `btseg stats` and `btseg split`",
+            )
+        self.left_out = left_out
+        self.positions = self.arrays.positions(self.image_ids)
+        table = dataset.table.drop_duplicates("image_id")
+        groups = surrogate_patient_ids(dataset.table)
+        group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int),
+                            strict=True))
+        self.rows = table.set_index(table["image_id"].astype(str)).loc[self.image_ids]
+        self.groups = np.array([group_of[image_id] for image_id in self.image_ids],
+                               dtype=np.int64)
+
+
+def _model_inputs(arrays: Any, positions: np.ndarray, size: int) -> np.ndarray:
+    """(B, S, S, 3) float32: images.preprocess of the cached letterboxed images (as training)."""
+    from btseg.data.images import preprocess
+
+    return np.stack([preprocess(np.asarray(arrays.images[p]), size) for p in positions])
+
+
+def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | None
+             ) -> np.ndarray:
+    """Model outputs for the test images, batch by batch, as float32 probabilities."""
+    model, size, stage = run.model, run.input_size, f"{run.name}: predicting"
+    outputs = []
+    total = len(data.positions)
+    if progress is not None:
+        progress(stage, 0, total)
+    for start in range(0, total, batch_size):
+        batch = data.positions[start:start + batch_size]
+        outputs.append(np.asarray(model.predict_on_batch(_model_inputs(data.arrays, batch, size)),
+                                  dtype=np.float32))
+        if progress is not None:
+            progress(stage, min(start + batch_size, total), total)
+    result = np.concatenate(outputs, axis=0)
+    if not np.all(np.isfinite(result)) or result.min() < 0.0 or result.max() > 1.0:
+        raise RunError(
+            "the model outputs values that are not probabilities (NaN, infinite or outside "
+            "[0, 1]) on the test images",
+            where=str(run.path / MODEL_FILE),
+            fix=f"train the model again: {train_command(run.name)}",
+        )
+    return result
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _interval(values: np.ndarray, groups: np.ndarray, n_resamples: int,
+              statistic: Callable[[np.ndarray], float] | None = None) -> list[float] | None:
+    """[low, high] of the 95% bootstrap interval over groups; None without data."""
+    if len(values) == 0:
+        return None
+    interval = metrics.bootstrap_ci(values, groups, statistic=statistic, n_resamples=n_resamples,
+                                    seed=BOOTSTRAP_SEED)
+    return [interval.low, interval.high]
+
+
+def _mean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.mean()) if values.size else math.nan
+
+
+def _median(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def _plain(value: Any) -> Any:
+    """NumPy arrays and scalars inside dicts and lists -> lists and Python numbers (for JSON)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
+def _pooled_dice(rows: np.ndarray) -> float:
+    return float(metrics.dice_from_counts(metrics.ConfusionCounts(*rows.sum(axis=0))))
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation
+
+
+class _ImageScores:
+    """Everything kept of one test image once its original-size maps are dropped."""
+
+    __slots__ = ("height", "width", "true_area", "counts", "has_lesion",
+                 "hd95", "hd95_mm", "min_area", "max_probability")
+
+
+def _lesion_flags(scores: np.ndarray, thresholds: np.ndarray, min_area: int) -> np.ndarray:
+    """(T,) bool: the map cut at each threshold holds a lesion of at least `min_area` pixels.
+
+    Lowering the threshold only grows or merges regions, so the flags are True up to some
+    threshold and False above it; a binary search needs about log2(T) labelings.
+    """
+    from btseg.infer import findings_from_mask
+
+    def found(index: int) -> bool:
+        mask = metrics.binarize(scores, float(thresholds[index]))
+        if np.count_nonzero(mask) < min_area:
+            return False
+        return bool(findings_from_mask(mask, min_area_px=min_area))
+
+    low, high = 0, len(thresholds)  # flags[:low] are True, flags[high:] False
+    while low < high:
+        middle = (low + high) // 2
+        if found(middle):
+            low = middle + 1
+        else:
+            high = middle
+    flags = np.zeros(len(thresholds), dtype=bool)
+    flags[:low] = True
+    return flags
+
+
+def _score_image(row: Any, probabilities: np.ndarray, thresholds: np.ndarray,
+                 validation_index: int, histogram: tuple[np.ndarray, np.ndarray]) -> _ImageScores:
+    """Map one model-size probability map to the original image and score it there."""
+    from btseg.data.images import postprocess, read_image
+    from btseg.data.labelme import lesions_mask, read_annotation
+    from btseg.infer import min_lesion_area
+
+    decoded = read_image(str(row["image_path"]))
+    shape = decoded.pixels.shape[:2]
+    spacing = decoded.pixel_spacing_mm
+    del decoded  # only the size is needed; free the pixels before the maps are made
+    truth = np.zeros(shape, dtype=np.uint8)
+    annotation_path = _text(row.get("annotation_path"))
+    if str(row["label"]) != "normal" and annotation_path:
+        annotation = read_annotation(annotation_path, image_shape=shape)
+        truth = lesions_mask(annotation.lesions, (annotation.height, annotation.width),
+                             target_shape=shape)
+    scores = postprocess(probabilities.astype(np.float32), shape).astype(np.float16)
+
+    keys = scores.view(np.uint16).reshape(-1)
+    truth_flat = truth.reshape(-1).view(bool)
+    totals = np.bincount(keys, minlength=files.FLOAT16_KEYS)
+    tumour_keys = np.bincount(keys[truth_flat], minlength=files.FLOAT16_KEYS)
+    histogram[0][:] += tumour_keys
+    histogram[1][:] += totals - tumour_keys
+    del keys, truth_flat
+
+    sweep = metrics.threshold_sweep(truth, scores, thresholds)
+    result = _ImageScores()
+    result.height, result.width = int(shape[0]), int(shape[1])
+    result.true_area = int(np.count_nonzero(truth))
+    result.counts = sweep[["tp", "fp", "fn", "tn"]].to_numpy(dtype=np.int64)  # (T, 4)
+    result.min_area = int(min_lesion_area(shape))
+    result.has_lesion = _lesion_flags(scores, thresholds, result.min_area)
+    result.max_probability = float(scores.max()) if scores.size else math.nan
+    prediction = metrics.binarize(scores, float(thresholds[validation_index]))
+    result.hd95 = metrics.hausdorff(truth, prediction, percentile=95)
+    result.hd95_mm = (metrics.hausdorff(truth, prediction, percentile=95, spacing=spacing)
+                      if spacing is not None else math.nan)
+    return result
+
+
+def _threshold_block(counts: np.ndarray, has_lesion: np.ndarray, tumour: np.ndarray,
+                     normal: np.ndarray, buckets: list[str], centers: list[str],
+                     groups: np.ndarray, n_resamples: int) -> dict[str, Any]:
+    """Summary numbers at one threshold.
+
+    Args:
+        counts: (N, 4) per-image tp, fp, fn, tn. has_lesion: (N,) bool.
+        tumour: (N,) images with a non-empty true mask. normal: (N,) images labelled normal.
+        buckets: lesion-size bucket per image ("" for images without a tumour).
+        centers: centre per image as text. groups: surrogate patient per image.
+    """
+    per_image = metrics.ConfusionCounts(*counts.T)
+    pooled = per_image.pooled()
+    dice = np.asarray(metrics.dice_from_counts(per_image), dtype=np.float64)
+    iou = np.asarray(metrics.iou_from_counts(per_image), dtype=np.float64)
+    pixel = metrics.metrics_from_counts(pooled)
+    flagged = has_lesion.astype(np.float64)
+    block: dict[str, Any] = {
+        "mean_dice_tumour": _mean(dice[tumour]),
+        "median_dice_tumour": _median(dice[tumour]),
+        "pooled_dice": pixel["dice"],
+        "mean_iou_tumour": _mean(iou[tumour]),
+        "pooled_iou": pixel["iou"],
+        "sensitivity": pixel["sensitivity"],
+        "specificity": pixel["specificity"],
+        "precision": pixel["precision"],
+        "f1": pixel["f1"],
+        "tumour_detection_rate": _mean(flagged[tumour]),
+        "normal_fp_rate": _mean(flagged[normal]),
+        "counts": {"tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn, "tn": pooled.tn},
+    }
+    bucket_array = np.asarray(buckets, dtype=object)
+    block["by_size"] = {}
+    for bucket in metrics.LESION_SIZE_BUCKETS:
+        members = tumour & (bucket_array == bucket)
+        block["by_size"][bucket] = {
+            "n": int(members.sum()),
+            "mean_dice": _mean(dice[members]),
+            "median_dice": _median(dice[members]),
+            "mean_iou": _mean(iou[members]),
+            "detection_rate": _mean(flagged[members]),
+        }
+    center_array = np.asarray(centers, dtype=object)
+    block["by_center"] = {}
+    for center in sorted(set(centers), key=lambda value: (len(value), value)):
+        members = center_array == center
+        block["by_center"][center] = {
+            "n_images": int(members.sum()),
+            "n_tumour_images": int((members & tumour).sum()),
+            "n_normal_images": int((members & normal).sum()),
+            "mean_dice_tumour": _mean(dice[members & tumour]),
+            "pooled_dice": _pooled_dice(counts[members]),
+            "normal_fp_rate": _mean(flagged[members & normal]),
+        }
+    block["ci95"] = {
+        "mean_dice_tumour": _interval(dice[tumour], groups[tumour], n_resamples),
+        "mean_iou_tumour": _interval(iou[tumour], groups[tumour], n_resamples),
+        "pooled_dice": _interval(counts.astype(np.float64), groups, n_resamples, _pooled_dice),
+        "normal_fp_rate": _interval(flagged[normal], groups[normal], n_resamples),
+        "tumour_detection_rate": _interval(flagged[tumour], groups[tumour], n_resamples),
+    }
+    return block
+
+
+def _best_index(mean_dice: np.ndarray, thresholds: np.ndarray) -> int | None:
+    """Threshold index of the highest mean Dice (ties: nearest 0.5, as training chooses)."""
+    values = np.where(np.isnan(mean_dice), -np.inf, mean_dice)
+    if not np.isfinite(values).any():
+        return None
+    best = np.flatnonzero(values == values.max())
+    return int(best[np.argmin(np.abs(thresholds[best] - 0.5))])
+
+
+def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
+                        n_resamples: int, progress: Progress | None) -> dict[str, Any]:
+    """Write the segmentation artifacts into `out`; return the summary without the header."""
+    size = run.input_size
+    name = run.name
+    outputs = _predict(run, data, batch_size, progress)
+    probabilities = outputs.reshape(len(data.image_ids), size, size).astype(np.float16)
+    del outputs
+    np.savez_compressed(out / files.PREDICTIONS_NPZ_FILE, image_ids=np.array(data.image_ids),
+                        probabilities=probabilities,
+                        input_size=np.int64(size), schema_version=np.int64(files.SCHEMA_VERSION))
+
+    validation = float(run.threshold)
+    thresholds = np.unique(np.r_[metrics.default_thresholds(), validation])
+    validation_index = int(np.flatnonzero(thresholds == validation)[0])
+    histogram = (np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
+                 np.zeros(files.FLOAT16_KEYS, dtype=np.int64))
+    count = len(data.image_ids)
+    counts = np.zeros((count, len(thresholds), 4), dtype=np.int64)
+    has_lesion = np.zeros((count, len(thresholds)), dtype=bool)
+    per_image_rows = []
+    stage = f"{name}: scoring at original resolution"
+    if progress is not None:
+        progress(stage, 0, count)
+    for index, image_id in enumerate(data.image_ids):
+        row = data.rows.loc[image_id]
+        try:
+            scores = _score_image(row, probabilities[index], thresholds, validation_index,
+                                  histogram)
+        except BtsegError as error:
+            raise RunError(
+                f"test image {image_id} cannot be scored at its original size ({error})",
+                where=_text(row.get("image_path")),
+                fix="fix or remove the file, then run `btseg evaluate` again",
+            ) from None
+        counts[index] = scores.counts
+        has_lesion[index] = scores.has_lesion
+        pixels = scores.height * scores.width
+        fraction = scores.true_area / pixels
+        tumour = scores.true_area > 0
+        tp, fp, fn, tn = (int(value) for value in scores.counts[validation_index])
+        at_validation = metrics.ConfusionCounts(tp, fp, fn, tn)
+        per_image_rows.append({
+            "image_id": image_id,
+            "label": str(row["label"]),
+            "subtype": _text(row.get("subtype")),
+            "center": int(row["center"]) if _text(row.get("center")) else "",
+            "site": _text(row.get("site")),
+            "region": _text(row.get("region")),
+            "view": _text(row.get("view")),
+            "group": int(data.groups[index]),
+            "image_height": scores.height,
+            "image_width": scores.width,
+            "true_area_px": scores.true_area,
+            "true_area_percent": 100.0 * fraction,
+            "size_bucket": metrics.lesion_size_bucket(fraction) if tumour else "",
+            "tumour": tumour,
+            "pred_area_px": tp + fp,
+            "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "dice": metrics.dice_from_counts(at_validation),
+            "iou": metrics.iou_from_counts(at_validation),
+            "hd95": scores.hd95,
+            "hd95_mm": scores.hd95_mm,
+            "predicted_lesion": bool(scores.has_lesion[validation_index]),
+            "min_lesion_area_px": scores.min_area,
+            "max_probability": scores.max_probability,
+        })
+        if progress is not None:
+            progress(stage, index + 1, count)
+    del probabilities
+
+    tumour = np.array([row["tumour"] for row in per_image_rows], dtype=bool)
+    labels = np.array([row["label"] for row in per_image_rows], dtype=object)
+    normal = labels == "normal"
+    buckets = [row["size_bucket"] for row in per_image_rows]
+    centers = [str(row["center"]) for row in per_image_rows]
+
+    # sweep.csv: pooled pixel metrics and per-image means at every threshold.
+    pooled = metrics.ConfusionCounts(*(counts[:, :, k].sum(axis=0) for k in range(4)))
+    sweep: dict[str, Any] = {"threshold": thresholds}
+    sweep.update(metrics.metrics_from_counts(pooled))
+    tumour_counts = metrics.ConfusionCounts(*(counts[tumour][:, :, k] for k in range(4)))
+    if tumour.any():
+        sweep["mean_dice"] = np.asarray(metrics.dice_from_counts(tumour_counts)).mean(axis=0)
+        sweep["mean_iou"] = np.asarray(metrics.iou_from_counts(tumour_counts)).mean(axis=0)
+        sweep["tumour_detection_rate"] = has_lesion[tumour].mean(axis=0)
+    else:
+        sweep["mean_dice"] = sweep["mean_iou"] = np.full(len(thresholds), math.nan)
+        sweep["tumour_detection_rate"] = np.full(len(thresholds), math.nan)
+    sweep["normal_fp_rate"] = (has_lesion[normal].mean(axis=0) if normal.any()
+                               else np.full(len(thresholds), math.nan))
+    sweep.update({"tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn, "tn": pooled.tn})
+    columns = list(sweep)
+    atomic_write_csv(out / files.SWEEP_FILE,
+                     [{key: sweep[key][k].item() for key in columns}
+                      for k in range(len(thresholds))], columns)
+    atomic_write_csv(out / files.PER_IMAGE_FILE, per_image_rows, list(per_image_rows[0]))
+    np.savez_compressed(
+        out / files.PER_IMAGE_SWEEP_FILE, image_ids=np.array(data.image_ids),
+        thresholds=thresholds, tp=counts[:, :, 0], fp=counts[:, :, 1], fn=counts[:, :, 2],
+        tn=counts[:, :, 3], has_lesion=has_lesion, schema_version=np.int64(files.SCHEMA_VERSION),
+    )
+    np.savez_compressed(out / files.HISTOGRAM_FILE, positives=histogram[0],
+                        negatives=histogram[1], schema_version=np.int64(files.SCHEMA_VERSION))
+    roc, pr = files.curves_from_histogram(*histogram)
+    roc_kept = files.downsample_curve(roc.fpr, roc.tpr)
+    pr_kept = files.downsample_curve(pr.recall, pr.precision)
+    pr_threshold_kept = pr_kept[pr_kept < len(pr.thresholds)]
+    np.savez_compressed(
+        out / files.CURVES_FILE,
+        roc_fpr=roc.fpr[roc_kept], roc_tpr=roc.tpr[roc_kept],
+        roc_thresholds=roc.thresholds[roc_kept],
+        pr_precision=pr.precision[pr_kept], pr_recall=pr.recall[pr_kept],
+        # thresholds[k] belongs to point k; the last PR point (recall 0) has none (NaN).
+        pr_thresholds=np.r_[pr.thresholds[pr_threshold_kept],
+                            np.full(len(pr_kept) - len(pr_threshold_kept), math.nan)],
+        schema_version=np.int64(files.SCHEMA_VERSION),
+    )
+
+    def block_at(index: int) -> dict[str, Any]:
+        block = {"threshold": float(thresholds[index])}
+        block.update(_threshold_block(counts[:, index], has_lesion[:, index], tumour, normal,
+                                      buckets, centers, data.groups, n_resamples))
+        return block
+
+    at_validation = block_at(validation_index)
+    hd95 = np.array([row["hd95"] for row in per_image_rows], dtype=np.float64)[tumour]
+    at_validation.update({
+        "mean_hd95_tumour_px": float(np.nanmean(hd95)) if np.isfinite(hd95).any() else math.nan,
+        "median_hd95_tumour_px": _median(hd95),
+        "hd95_undefined_images": int(np.isnan(hd95).sum()),
+    })
+    best_index = _best_index(np.asarray(sweep["mean_dice"], dtype=np.float64), thresholds)
+    best_on_test = None
+    if best_index is not None:
+        best_on_test = {"optimistic": True, "note": files.OPTIMISTIC_NOTE,
+                        "criterion": "max mean Dice over the test tumour images"}
+        best_on_test.update(block_at(best_index))
+    unscored = int((~tumour & ~normal).sum())
+    return {
+        "n_tumour_images": int(tumour.sum()),
+        "n_normal_images": int(normal.sum()),
+        "n_tumour_without_mask": unscored,
+        "input_size": size,
+        "resolution": "original",
+        "validation_threshold": validation,
+        "thresholds": "btseg.metrics.default_thresholds() and the validation threshold",
+        "lesion_rule": ("an 8-connected region of probability >= threshold covering at least "
+                        "btseg.infer.min_lesion_area(shape) pixels "
+                        "(max(16, ceil(1e-4 * height * width)))"),
+        "hd95_units": "original pixels",
+        "at_validation_threshold": at_validation,
+        "best_on_test": best_on_test,
+        "pixel_auc": roc.auc,
+        "average_precision": pr.average_precision,
+        "n_pixels": int(roc.n_positive + roc.n_negative),
+        "n_tumour_pixels": int(roc.n_positive),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Classification
+
+
+def _classification_statistic(key: str, n_classes: int) -> Callable[[np.ndarray], float]:
+    def statistic(rows: np.ndarray) -> float:
+        report = metrics.classification_report(rows[:, 0].astype(np.int64), rows[:, 1:],
+                                                CLASS_NAMES[:n_classes])
+        value = report[key]
+        return math.nan if value is None else float(value)
+
+    return statistic
+
+
+def _evaluate_classifier(run: Any, data: _TestData, out: Path, batch_size: int,
+                         n_resamples: int, progress: Progress | None) -> dict[str, Any]:
+    probabilities = _predict(run, data, batch_size, progress).astype(np.float64)
+    names = list(CLASS_NAMES)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
+        raise RunError(
+            f"the classifier outputs shape {probabilities.shape[1:]}, not {len(names)} class "
+            "probabilities",
+            where=str(run.path / MODEL_FILE),
+            fix=f"train the classifier again: {train_command('classifier')}",
+        )
+    labels = np.asarray(data.arrays.labels[data.positions], dtype=np.int64)
+    report = metrics.classification_report(labels, probabilities, names)
+    predicted = probabilities.argmax(axis=1)
+    rows = []
+    for index, image_id in enumerate(data.image_ids):
+        row = data.rows.loc[image_id]
+        entry = {"image_id": image_id, "label": names[labels[index]]}
+        entry.update({f"prob_{name}": float(probabilities[index, k])
+                      for k, name in enumerate(names)})
+        entry.update({
+            "predicted": names[predicted[index]],
+            "correct": bool(predicted[index] == labels[index]),
+            "center": int(row["center"]) if _text(row.get("center")) else "",
+            "subtype": _text(row.get("subtype")),
+            "group": int(data.groups[index]),
+        })
+        rows.append(entry)
+    atomic_write_csv(out / files.PREDICTIONS_CSV_FILE, rows, list(rows[0]))
+
+    stacked = np.column_stack([labels.astype(np.float64), probabilities])
+    ci95 = {
+        key: _interval(stacked, data.groups, n_resamples,
+                       _classification_statistic(key, len(names)))
+        for key in ("macro_auc", "balanced_accuracy", "accuracy")
+    }
+    centers = np.array([str(row["center"]) for row in rows], dtype=object)
+    by_center = {}
+    for center in sorted(set(centers), key=lambda value: (len(value), value)):
+        members = centers == center
+        part = metrics.classification_report(labels[members], probabilities[members], names)
+        by_center[center] = {key: part[key] for key in
+                             ("n_samples", "accuracy", "balanced_accuracy", "macro_auc")}
+
+    roc_classes = {}
+    for k, name in enumerate(names):
+        roc = metrics.roc_curve_points(labels == k, probabilities[:, k])
+        pr = metrics.pr_curve_points(labels == k, probabilities[:, k])
+        roc_classes[name] = {
+            "fpr": roc.fpr, "tpr": roc.tpr, "thresholds": roc.thresholds, "auc": roc.auc,
+            "precision": pr.precision, "recall": pr.recall, "pr_thresholds": pr.thresholds,
+            "average_precision": pr.average_precision, "support": int((labels == k).sum()),
+        }
+    tumour = labels != names.index("normal")
+    tumour_score = 1.0 - probabilities[:, names.index("normal")]
+    binary = metrics.roc_curve_points(tumour, tumour_score)
+    atomic_write_json(out / files.ROC_FILE, _plain({
+        "schema_version": files.SCHEMA_VERSION,
+        "classes": roc_classes,
+        "normal_vs_tumour": {"fpr": binary.fpr, "tpr": binary.tpr,
+                             "thresholds": binary.thresholds, "auc": binary.auc,
+                             "score": "1 - prob_normal"},
+        "note": "one-vs-rest curves; a threshold of null stands for +infinity",
+    }))
+    curve = metrics.reliability_curve(labels, probabilities)
+    ece = metrics.expected_calibration_error(labels, probabilities)
+    atomic_write_json(out / files.RELIABILITY_FILE, _plain({
+        "schema_version": files.SCHEMA_VERSION,
+        "confidence": curve.confidence, "accuracy": curve.accuracy, "count": curve.count,
+        "edges": curve.edges, "ece": ece, "n_bins": len(curve.count),
+        "note": "top-class probability in equal-width bins (edges[k], edges[k+1]]",
+    }))
+    summary = dict(report)
+    summary.update({
+        "ece": ece,
+        "ci95": ci95,
+        "by_center": by_center,
+        "input_size": run.input_size,
+    })
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | Path, force: bool = False,
+                 progress: Progress | None = None, *, cache_dir: str | Path | None = None,
+                 log: Log | None = print, batch_size: int = 8,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES, workers: int = 2) -> Path:
+    """Evaluate one run on the test split; write and return run_dir/evaluation.
+
+    Skipped (nothing written, no TensorFlow) when evaluation/summary.json already records the
+    same data fingerprint, model fingerprint (model.keras and threshold.json) and settings,
+    unless `force`. The folder is written as evaluation.tmp-<pid>/ and renamed over
+    evaluation/ when complete.
+
+    Args:
+        run_dir: a complete run folder (models/<run>).
+        data_dir: the BTXRD-layout dataset the run was trained on.
+        force: evaluate even when up to date.
+        progress: progress(stage, done, total), called per cached image, per predicted batch
+            and per scored image (see stage_progress).
+        cache_dir: cache of splits and arrays; default btseg.config.cache_dir().
+        log: receives messages (skipped, warnings); None is silent.
+        batch_size: images per model call.
+        n_resamples: bootstrap resamples of the 95% intervals.
+        workers: processes decoding images if the cache must be built.
+
+    Raises:
+        RunError: the run is incomplete or its model does not load, or a test image cannot be
+            scored. DataError: the dataset cannot be opened.
+    """
+    from btseg.config import cache_dir as default_cache_dir
+    from btseg.data.btxrd import open_dataset
+    from btseg.data.cache import data_fingerprint
+    from btseg.runs import load_run
+
+    say = log or (lambda message: None)
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    if not info["complete"]:
+        raise RunError(info["problem"] or "the run folder is incomplete", where=str(run_dir),
+                       fix=f"train the model: {train_command(run_dir.name, str(data_dir))}")
+    config = info["config"]
+    segmenter = _is_segmenter(config, run_dir)
+    dataset = open_dataset(data_dir)
+    fingerprint_of_data = data_fingerprint(dataset.usable)
+    fingerprint_of_model = model_fingerprint(run_dir)
+    settings = _settings(config, n_resamples)
+    destination = files.evaluation_dir(run_dir)
+    if not force and _up_to_date(run_dir, fingerprint_of_data, fingerprint_of_model, settings,
+                                 segmenter):
+        say(f"{run_dir.name}: evaluation is up to date (same model and data); "
+            "use --force to redo it")
+        return destination
+
+    started = time.monotonic()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    run_name = str(config.get("run", run_dir.name))
+    data = _TestData(run_name, config, dataset, fingerprint_of_data, cache, workers, progress,
+                     say)
+    run = load_run(run_dir)
+    _remove_stale_folders(run_dir)
+    temporary = run_dir / f"{files.EVALUATION_FOLDER}.tmp-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    try:
+        evaluate = _evaluate_segmenter if segmenter else _evaluate_classifier
+        results = evaluate(run, data, temporary, batch_size, n_resamples, progress)
+        summary = {
+            "schema_version": files.SCHEMA_VERSION,
+            "task": "segmentation" if segmenter else "classification",
+            "model": run_name,
+            "run_dir": str(run_dir.resolve()),
+            "data_dir": str(Path(dataset.root).resolve()),
+            "synthetic": bool(dataset.is_synthetic),
+            "split": "test",
+            "split_id": data.split.split_id,
+            "split_seed": _split_seed(config),
+            "data_fingerprint": fingerprint_of_data,
+            "model_fingerprint": fingerprint_of_model,
+            "settings": settings,
+            "n_test_images": len(data.image_ids),
+            "test_images_left_out": data.left_out,
+            "n_groups": int(len(np.unique(data.groups))),
+            "bootstrap": {"n_resamples": int(n_resamples), "seed": BOOTSTRAP_SEED,
+                          "unit": "surrogate patient (btseg.data.splits.surrogate_patient_ids)",
+                          "level": 0.95},
+            "warnings": data.warnings,
+            **results,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "evaluation_seconds": round(time.monotonic() - started, 1),
+        }
+        atomic_write_json(temporary / files.SUMMARY_FILE, _plain(summary))
+        _swap_into_place(temporary, destination)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+    say(f"{run_name}: evaluated {len(data.image_ids)} test images in "
+        f"{summary['evaluation_seconds']:.0f}s -> {destination}")
+    return destination
+
+
+def evaluate_all(models_dir: str | Path, data_dir: str | Path, force: bool = False,
+                 progress: Progress | None = None, *, models: Sequence[str] | None = None,
+                 cache_dir: str | Path | None = None, log: Log | None = print,
+                 n_resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Path]:
+    """Evaluate every complete run under models_dir (or those named in `models`).
+
+    A run that is missing or incomplete is skipped with a message naming the command that
+    trains it. A run whose evaluation fails is reported and the others still run; a RunError
+    naming the failed runs is raised at the end.
+
+    Args:
+        models: model keys or run names ("basic", "attention_unet", "classifier"); None means
+            every complete run found.
+
+    Returns:
+        {run name: evaluation folder} of the runs evaluated or already up to date.
+    """
+    say = log or (lambda message: None)
+    models_dir = Path(models_dir)
+    if models:
+        wanted = [run_name_for(str(model).strip().lower()) for model in models]
+    else:
+        found = sorted(
+            (folder.name for folder in models_dir.iterdir()
+             if folder.is_dir() and not folder.name.startswith((".", "_"))),
+            key=lambda name: (RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER),
+                              name),
+        ) if models_dir.is_dir() else []
+        wanted = [name for name in found if (models_dir / name / CONFIG_FILE).exists()
+                  or name in RUN_NAMES.values()]
+    results: dict[str, Path] = {}
+    failures: list[str] = []
+    for name in wanted:
+        run_dir = models_dir / name
+        if not is_complete(run_dir):
+            state = "is not trained" if not run_dir.exists() else "is incomplete"
+            say(f"Skipping {name}: {run_dir} {state}; train it with "
+                f"`{train_command(name, str(data_dir))}`.")
+            continue
+        try:
+            results[name] = evaluate_run(run_dir, data_dir, force=force, progress=progress,
+                                         cache_dir=cache_dir, log=log, n_resamples=n_resamples)
+        except RunError as error:
+            say(f"{name}: evaluation failed: {error}")
+            failures.append(name)
+    if not wanted:
+        say(f"No trained model in {models_dir}; train them with "
+            f"`{train_command('all', str(data_dir))}`.")
+    if failures:
+        raise RunError(
+            f"the evaluation of {', '.join(failures)} failed (see the messages above)",
+            where=str(models_dir),
+            fix="fix the problem named for each run, then run `btseg evaluate` again",
+        )
+    return results
