@@ -37,7 +37,9 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from btseg.data.phantom import generate
     from btseg.progress import ProgressPrinter
 
-    out = generate(args.out, n=args.n, seed=args.seed, progress=ProgressPrinter("Generating images"))
+    out = generate(
+        args.out, n=args.n, seed=args.seed, progress=ProgressPrinter("Generating images")
+    )
     print(f"Synthetic BTXRD-format dataset with {args.n} images written to {out}")
     return 0
 
@@ -75,7 +77,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(_data_dir(args))
     arrays = build_cache(
-        dataset.usable, args.size, cache_dir=config.cache_dir(), workers=args.workers,
+        dataset.usable,
+        args.size,
+        cache_dir=config.cache_dir(),
+        workers=args.workers,
         progress=ProgressPrinter("Caching images"),
     )
     print(f"{len(arrays.image_ids)} images cached at {args.size}x{args.size}")
@@ -105,6 +110,65 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run = train_model(args.model, data, models, profile=args.profile, overrides=overrides)
         print(f"Run folder: {run}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from btseg.evaluate import evaluate_all, stage_progress
+    from btseg.evaluation import format_evaluation_report
+
+    models = args.models_dir or config.models_dir()
+    paths = evaluate_all(
+        models,
+        _data_dir(args),
+        force=args.force,
+        models=args.models or None,
+        progress=stage_progress(),
+        log=print,
+    )
+    if not paths:
+        print(
+            f"No trained model in {models}: run `btseg train --model all` first.", file=sys.stderr
+        )
+        return 1
+    print(format_evaluation_report(paths))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from btseg.infer import run_predict
+    from btseg.progress import ProgressPrinter
+
+    summary = run_predict(
+        args.paths,
+        args.out,
+        args.models_dir or config.models_dir(),
+        model=args.model,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        progress=ProgressPrinter("Predicting"),
+    )
+    for warning in summary.attrs.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
+    failed = summary[summary["status"] != "ok"]
+    print(
+        f"{len(summary) - len(failed)} of {len(summary)} images predicted; "
+        f"masks, LabelMe JSON and summary.csv in {args.out}"
+    )
+    for row in failed.itertuples():
+        print(f"  {row.file}: {row.error}")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from btseg.prepare import prepare
+
+    prepare(
+        data_dir=args.data,
+        models_dir=args.models_dir,
+        profile=args.profile,
+        train=True if args.train else None,
+    )
     return 0
 
 
@@ -139,7 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     cache.set_defaults(handler=cmd_cache)
 
     train = commands.add_parser("train", help="train models into run folders")
-    train.add_argument("--model", choices=["basic", "attention", "classifier", "all"], default="all")
+    train.add_argument(
+        "--model", choices=["basic", "attention", "classifier", "all"], default="all"
+    )
     _data_argument(train)
     train.add_argument("--models-dir", type=Path, default=None)
     train.add_argument("--profile", choices=["demo", "full", "tiny"], default="demo")
@@ -149,6 +215,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--max-images", type=int)
     train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate trained models on the test split")
+    evaluate.add_argument(
+        "--models", nargs="+", choices=["basic", "attention", "classifier"], default=None
+    )
+    _data_argument(evaluate)
+    evaluate.add_argument("--models-dir", type=Path, default=None)
+    evaluate.add_argument("--force", action="store_true", help="evaluate even when up to date")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="segment and classify images or folders")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--model", choices=["attention", "basic"], default="attention")
+    predict.add_argument("--models-dir", type=Path, default=None)
+    predict.add_argument("--threshold", type=float, default=None, help="default: the run's")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.set_defaults(handler=cmd_predict)
+
+    prepare = commands.add_parser(
+        "prepare", help="dataset, demo models and evaluation for the dashboard (make run)"
+    )
+    _data_argument(prepare)
+    prepare.add_argument("--models-dir", type=Path, default=None)
+    prepare.add_argument("--profile", choices=["demo", "full", "tiny"], default="demo")
+    prepare.add_argument(
+        "--train", action="store_true", help="train missing models on real data too"
+    )
+    prepare.set_defaults(handler=cmd_prepare)
 
     return parser
 

@@ -71,11 +71,15 @@ def prepare(
     data_dir = Path(data_dir) if data_dir is not None else config.data_dir()
     models_dir = Path(models_dir) if models_dir is not None else config.models_dir()
 
-    if data_dir.resolve() == config.default_data_dir().resolve() and not config.is_synthetic(data_dir):
+    if data_dir.resolve() == config.default_data_dir().resolve() and not config.is_synthetic(
+        data_dir
+    ):
         from btseg.data.phantom import generate
         from btseg.progress import ProgressPrinter
 
-        progress(f"[1/4] Generating the synthetic dataset ({config.SYNTHETIC_IMAGES} images) in {data_dir}")
+        progress(
+            f"[1/4] Generating the synthetic dataset ({config.SYNTHETIC_IMAGES} images) in {data_dir}"
+        )
         generate(
             data_dir,
             n=config.SYNTHETIC_IMAGES,
@@ -94,7 +98,9 @@ def prepare(
         problems=len(dataset.problems),
     )
     kind = "synthetic" if synthetic else "BTXRD"
-    progress(f"[2/4] {report.images} usable images ({kind}); {report.problems} kinds of problem reported")
+    progress(
+        f"[2/4] {report.images} usable images ({kind}); {report.problems} kinds of problem reported"
+    )
     for problem in dataset.problems:
         progress(f"  - {problem.message}")
 
@@ -120,22 +126,23 @@ def prepare(
     else:
         progress("[3/4] Models are trained on this dataset")
 
-    from btseg.evaluation import evaluation_is_current
+    from btseg.evaluate import evaluate_run, stage_progress
     from btseg.runs import is_complete, run_name_for
 
-    runs = [models_dir / run_name_for(m) for m in MODEL_ORDER]
-    to_evaluate = [
-        run for run in runs if is_complete(run) and not evaluation_is_current(run, fingerprint)
+    runs = [
+        models_dir / run_name_for(m)
+        for m in MODEL_ORDER
+        if is_complete(models_dir / run_name_for(m))
     ]
-    if to_evaluate:
-        from btseg.evaluate import evaluate_run
-
-        for number, run in enumerate(to_evaluate, start=1):
-            progress(f"[4/4] Evaluating {run.name} on the test split: {number}/{len(to_evaluate)}")
-            evaluate_run(run, data_dir)
+    progress(f"[4/4] Evaluating {len(runs)} models on the test split (skipped when up to date)")
+    for run in runs:
+        summary = run / "evaluation" / "summary.json"
+        before = summary.stat().st_mtime_ns if summary.is_file() else None
+        evaluate_run(
+            run, data_dir, progress=stage_progress(), log=lambda line: progress(f"  {line}")
+        )
+        if not summary.is_file() or summary.stat().st_mtime_ns != before:
             report.evaluated.append(run.name)
-    else:
-        progress("[4/4] Evaluations are current")
     report.seconds = time.monotonic() - started
     progress(f"Ready in {format_seconds(report.seconds)}.")
     return report
