@@ -736,6 +736,190 @@ def problems_table(problems: Iterable) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "count", "first_ids", "details"])
 
 
+# --- Segmentation figures (Segment page) ---
+#
+# The Segment page computes masks, maps and metrics at the X-ray's original resolution and draws
+# them on a display copy of at most DISPLAY_MAX_SIDE pixels: these functions bring masks and maps
+# to the display size and draw on it.
+
+#: Longest side, in pixels, of the images the Segment page draws.
+DISPLAY_MAX_SIDE = 1200
+#: Outline and tint colours of the Segment page: model prediction, ground truth, a drawn outline.
+SEGMENT_COLORS: dict[str, str] = {
+    "prediction": "#19B6D8",
+    "truth": "#FFD400",
+    "drawn": "#FF7F0E",
+}
+#: Lowest probability the heatmap tells apart (the threshold slider's lower end).
+HEATMAP_FLOOR = 1e-4
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) mask (non-zero = lesion) -> (h, w) uint8 {0, 1} of `shape`.
+
+    A display pixel is lesion when any original pixel under it is (for up to 510 original
+    pixels per display pixel), so that a lesion smaller than a display pixel still shows.
+    """
+    mask = np.asarray(mask)
+    height, width = (int(value) for value in shape[:2])
+    if mask.shape == (height, width):
+        return (mask > 0).astype(np.uint8)
+    shrinking = height <= mask.shape[0] and width <= mask.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_NEAREST
+    # 0/255 bytes: the area average of one lesion pixel among n rounds to >= 1 while n <= 510.
+    scaled = (mask > 0).astype(np.uint8) * 255
+    resized = cv2.resize(scaled, (width, height), interpolation=interpolation)
+    return (resized > 0).astype(np.uint8)
+
+
+def resize_map(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float map (probabilities, Grad-CAM) -> (h, w) float32 of `shape` (area average
+    when shrinking, linear when enlarging)."""
+    values = np.asarray(values, dtype=np.float32)
+    height, width = (int(value) for value in shape[:2])
+    if values.shape == (height, width):
+        return values
+    shrinking = height <= values.shape[0] and width <= values.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(values, (width, height), interpolation=interpolation)
+
+
+def _draw_numbered_boxes(
+    canvas: np.ndarray, boxes: Sequence[Sequence[float]], color: str, scale: float
+) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1 in original pixels) drawn on `canvas` with their 1-based number."""
+    rgb = hex_to_rgb(color)
+    thickness = max(1, round(max(canvas.shape[:2]) * 0.002))
+    font_scale = max(0.4, max(canvas.shape[:2]) / 1600)
+    for number, box in enumerate(boxes, start=1):
+        x0, y0, x1, y1 = (int(round(float(value) * scale)) for value in box)
+        cv2.rectangle(canvas, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), rgb, thickness)
+        text = str(number)
+        (text_width, text_height), baseline = cv2.getTextSize(
+            text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness
+        )
+        top = y0 - text_height - baseline - 2
+        if top < 0:  # no room above the box: put the number inside its top-left corner
+            top = y0
+        cv2.rectangle(
+            canvas, (x0, top), (x0 + text_width + 4, top + text_height + baseline + 2), rgb, -1
+        )
+        cv2.putText(canvas, text, (x0 + 2, top + text_height + 1), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, (0, 0, 0), thickness, cv2.LINE_AA)
+    return canvas
+
+
+def segmentation_overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    alpha: float = 0.4,
+    color: str = SEGMENT_COLORS["prediction"],
+    truth: np.ndarray | None = None,
+    truth_color: str = SEGMENT_COLORS["truth"],
+    boxes: Sequence[Sequence[float]] = (),
+    box_scale: float = 1.0,
+) -> np.ndarray:
+    """A mask tinted over an image and outlined; alpha=0 draws the outline only (contour view).
+
+    Args:
+        image: (h, w) or (h, w, 3) uint8, usually the display copy of the X-ray.
+        mask: (H, W) mask (non-zero = lesion), resized to the image here (see resize_mask).
+        alpha: opacity of the tint inside the mask, 0 to 1.
+        truth: optional (H, W) true mask, outlined in `truth_color`.
+        boxes: lesion boxes (x0, y0, x1, y1) in the mask's original pixels, drawn numbered.
+        box_scale: factor from original pixels to `image` pixels (downscale's scale).
+
+    Returns (h, w, 3) uint8 RGB.
+    """
+    shape = image.shape[:2]
+    shown = resize_mask(mask, shape).astype(np.float32)
+    fitted_truth = None if truth is None else resize_mask(truth, shape)
+    canvas = prediction_overlay(
+        image, shown, 0.5, color=color, alpha=float(alpha), truth=fitted_truth,
+        truth_color=truth_color,
+    )
+    if len(boxes):
+        canvas = _draw_numbered_boxes(canvas, boxes, color, box_scale)
+    return canvas
+
+
+def _colormap_blend(image: np.ndarray, values: np.ndarray, alpha: float) -> np.ndarray:
+    """Turbo colours of `values` (h, w) in [0, 1] blended over the image with opacity
+    alpha * value: high values show strongly, values near 0 leave the X-ray visible."""
+    canvas = to_rgb(np.asarray(image))
+    values = np.clip(resize_map(values, canvas.shape[:2]), 0.0, 1.0)
+    colored = cv2.applyColorMap(np.rint(values * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB).astype(np.float32)
+    weight = (float(alpha) * values)[:, :, None]
+    blended = (1.0 - weight) * canvas.astype(np.float32) + weight * colored
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def log_probability_scale(probability: np.ndarray, floor: float = HEATMAP_FLOOR) -> np.ndarray:
+    """Probabilities on a log scale from `floor` (0) to 1 (1): (H, W) float32 in [0, 1].
+    10**-3 maps to 0.25 with the default floor of 10**-4."""
+    low = np.log10(floor)
+    logs = np.log10(np.maximum(np.asarray(probability, dtype=np.float32), floor))
+    return np.clip((logs - low) / -low, 0.0, 1.0).astype(np.float32)
+
+
+def probability_heatmap(
+    image: np.ndarray, probability: np.ndarray, alpha: float = 0.7, floor: float = HEATMAP_FLOOR
+) -> np.ndarray:
+    """The probability map in Turbo colours over the image, on a log scale from `floor` to 1
+    (matching the log threshold slider). The map is brought to the image's size first (area
+    average), so a display copy is quick to draw. Returns (h, w, 3) uint8 RGB."""
+    fitted = resize_map(probability, image.shape[:2])
+    return _colormap_blend(image, log_probability_scale(fitted, floor), alpha)
+
+
+def heatmap_legend(floor: float = HEATMAP_FLOOR, stops: int = 9) -> list[tuple[float, str]]:
+    """(probability, '#RRGGBB') pairs along probability_heatmap's colour scale, low to high."""
+    positions = np.linspace(0.0, 1.0, stops)
+    levels = np.rint(positions * 255).astype(np.uint8).reshape(-1, 1)
+    colors = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    low = np.log10(floor)
+    return [
+        (float(10 ** (low * (1.0 - position))), "#{:02X}{:02X}{:02X}".format(*color[0]))
+        for position, color in zip(positions, colors, strict=True)
+    ]
+
+
+def gradcam_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """A Grad-CAM map ((H, W) in [0, 1], linear) in Turbo colours over the image."""
+    return _colormap_blend(image, cam, alpha)
+
+
+def class_probability_figure(
+    probabilities: Mapping[str, float], title: str = "Class probabilities",
+    subtitle: str | None = None,
+) -> go.Figure:
+    """Horizontal bars of the classifier's probabilities, one per class in CLASS_NAMES order
+    (then any other class), in the class colours, labelled in percent."""
+    names = [name for name in CLASS_NAMES if name in probabilities]
+    names += [name for name in probabilities if name not in names]
+    values = [float(probabilities[name]) for name in names]
+    figure = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=[CLASS_COLORS.get(name, "#5B6770") for name in names],
+            text=[f"{100 * value:.1f}%" for value in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="<b>%{y}</b>: %{x:.3f}<extra></extra>",
+            name="probability",
+        )
+    )
+    figure = _style(figure, title, x_title="Probability", subtitle=subtitle,
+                    height=250 if subtitle else 220)
+    figure.update_layout(showlegend=False, margin=dict(l=10, r=48, t=96 if subtitle else 56, b=10))
+    figure.update_xaxes(range=[0, 1.0], tickformat=".0%", dtick=0.25)
+    figure.update_yaxes(autorange="reversed")
+    return figure
+
+
 # --- Evaluation figures (thresholds, comparison) ---
 #
 # Inputs are plain arrays, mappings and data frames as btseg.evaluation reads them from a run's
@@ -842,11 +1026,13 @@ def roc_figure(
             )
         )
     if log_fpr:
-        figure.update_xaxes(type="log", range=[-5, 0])
+        decades = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+        figure.update_xaxes(type="log", range=[-5, 0], tickvals=decades,
+                            ticktext=[f"{value:g}" if value >= 1e-4 else "0.00001" for value in decades])
     else:
         figure.update_xaxes(range=[0, 1])
     figure.update_yaxes(range=[0, 1.02])
-    return _style(
+    figure = _style(
         figure,
         title,
         "False-positive rate (background pixels called tumour)" + (", log scale" if log_fpr else ""),
@@ -854,6 +1040,7 @@ def roc_figure(
         subtitle=subtitle,
         height=420,
     )
+    return _legend_inside(figure, "bottom")
 
 
 def pr_figure(
@@ -914,7 +1101,22 @@ def pr_figure(
         )
     figure.update_xaxes(range=[0, 1])
     figure.update_yaxes(range=[0, 1.02])
-    return _style(figure, title, "Recall (sensitivity)", "Precision", subtitle=subtitle, height=420)
+    figure = _style(figure, title, "Recall (sensitivity)", "Precision", subtitle=subtitle, height=420)
+    return _legend_inside(figure, "top")
+
+
+def _legend_inside(figure: go.Figure, corner: str) -> go.Figure:
+    """Curve legends inside the plot, in the bottom-right or top-right corner, so that long
+    entries never run into the title of a half-width chart."""
+    figure.update_layout(
+        legend=dict(
+            orientation="v", x=0.99, xanchor="right", y=0.02 if corner == "bottom" else 0.98,
+            yanchor="bottom" if corner == "bottom" else "top", bgcolor="rgba(255,255,255,0.85)",
+            bordercolor="#d5dde2", borderwidth=1, font=dict(size=12),
+        ),
+        margin=dict(t=104 if figure.layout.title.subtitle.text else 64),
+    )
+    return figure
 
 
 def _threshold_markers(
@@ -1058,7 +1260,7 @@ def confusion_matrix_figure(
             z=shares,
             x=names,
             y=names,
-            customdata=counts,
+            customdata=counts.tolist(),  # plain ints in the JSON, not a typed array
             zmin=0,
             zmax=1,
             colorscale=[[0.0, "#f4f8fa"], [1.0, "#0f6e8c"]],
@@ -1159,7 +1361,7 @@ def size_bucket_figure(
         counts = [int(sizes.get(bucket, 0)) for bucket in buckets]
         figure.add_trace(
             go.Bar(
-                x=[f"lesion {bucket} of the image" for bucket in buckets],
+                x=[bucket.replace(">=", "≥") for bucket in buckets],
                 y=[0.0 if np.isnan(value) else value for value in values],
                 name=model_label(name),
                 marker_color=model_color(name),
@@ -1174,7 +1376,8 @@ def size_bucket_figure(
         )
     figure.update_yaxes(range=[0, 1.1])
     figure.update_layout(barmode="group")
-    return _style(figure, title, None, "Mean Dice", subtitle=subtitle, height=380)
+    return _style(figure, title, "True lesion area (share of the image)", "Mean Dice",
+                  subtitle=subtitle, height=380)
 
 
 def history_figure(
@@ -1232,8 +1435,14 @@ def history_figure(
         figure.update_xaxes(title_text="Epoch", row=1, col=column)
         if metric != "loss":
             figure.update_yaxes(range=[0, 1.02], row=1, col=column)
-    return _style(figure, title, subtitle="Solid: training images · dashed: validation images",
-                  height=380)
+    figure = _style(figure, title, subtitle="Solid: training images · dashed: validation images",
+                    height=420)
+    # Below the panels: above them the legend would run into the panel titles.
+    figure.update_layout(
+        legend=dict(orientation="h", x=0.5, xanchor="center", y=-0.2, yanchor="top"),
+        margin=dict(t=96, b=70),
+    )
+    return figure
 
 
 def dice_scatter_figure(
@@ -1303,8 +1512,9 @@ def dice_scatter_figure(
     worse = int((shown[y_column] < shown[x_column]).sum())
     figure.update_xaxes(range=[-0.03, 1.03], constrain="domain")
     figure.update_yaxes(range=[-0.03, 1.03], scaleanchor="x", scaleratio=1)
-    figure.update_layout(clickmode="event+select", dragmode="select")
-    return _style(
+    # No dragmode or clickmode here: Streamlit's point selection sets click-to-select itself,
+    # and turns it off when a box-select drag mode is set.
+    figure = _style(
         figure,
         title,
         f"{model_label(x_model)} Dice",
@@ -1313,8 +1523,10 @@ def dice_scatter_figure(
             f"{len(shown)} test images with a tumour: {model_label(y_model)} higher on {better}, "
             f"lower on {worse} · click a point to see the image"
         ),
-        height=520,
+        height=540,
     )
+    figure.data[0].showlegend = False  # the dotted diagonal explains itself
+    return _legend_inside(figure, "bottom")
 
 
 def reliability_figure(
@@ -1425,8 +1637,9 @@ def class_roc_figure(
             subtitle += f" (95% CI {macro_ci[0]:.3f}–{macro_ci[1]:.3f})"
     figure.update_xaxes(range=[0, 1])
     figure.update_yaxes(range=[0, 1.02])
-    return _style(figure, title, "False-positive rate", "True-positive rate", subtitle=subtitle,
-                  height=420)
+    figure = _style(figure, title, "False-positive rate", "True-positive rate", subtitle=subtitle,
+                    height=420)
+    return _legend_inside(figure, "bottom")
 
 
 def prediction_overlay(
@@ -1470,13 +1683,34 @@ def prediction_overlay(
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(canvas, contours, -1, tuple(int(v) for v in rgb), thickness)
     if truth is not None:
-        truth_mask = (np.asarray(truth) > 0).astype(np.uint8)
-        if truth_mask.shape != canvas.shape[:2]:
-            raise ValueError(
-                f"true mask of shape {truth_mask.shape} does not match the image {canvas.shape[:2]}"
-            )
-        contours, _ = cv2.findContours(truth_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(canvas, contours, -1, hex_to_rgb(truth_color), thickness)
+        canvas = outline_mask(canvas, truth, truth_color, thickness)
+    return canvas
+
+
+def outline_mask(
+    image: np.ndarray,
+    mask: np.ndarray,
+    color: str | Sequence[int] = "#FFD400",
+    thickness: int | None = None,
+) -> np.ndarray:
+    """The outer outline of a {0, 1} mask drawn on a copy of `image`.
+
+    Args:
+        image: (H, W) or (H, W, 3) uint8. mask: (H, W), nonzero inside.
+        thickness: line width in pixels (default: about 0.4% of the longest side, at least 1).
+
+    Returns (H, W, 3) uint8 RGB. Raises ValueError when the shapes differ.
+    """
+    canvas = to_rgb(np.asarray(image))
+    binary = (np.asarray(mask) > 0).astype(np.uint8)
+    if binary.shape != canvas.shape[:2]:
+        raise ValueError(
+            f"true mask of shape {binary.shape} does not match the image {canvas.shape[:2]}"
+        )
+    if thickness is None:
+        thickness = max(1, round(max(canvas.shape[:2]) * 0.004))
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(canvas, contours, -1, hex_to_rgb(color), thickness)
     return canvas
 
 

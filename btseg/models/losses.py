@@ -1,0 +1,369 @@
+"""Losses and training metrics, written once as functions and wrapped as registered Keras objects.
+
+Segmentation tensors are (batch, H, W, 1): truth in {0, 1}, predictions are probabilities in
+[0, 1]. Every per-image loss returns (batch,) values that Keras averages over the batch.
+
+Everything here is registered under the package "btseg", so a model saved with these objects
+loads with keras.saving.load_model(path, safe_mode=True) and no custom_objects.
+
+The training metrics are pooled over the epoch: DiceCoefficient and ForegroundIoU accumulate
+true positives, false positives and false negatives over every pixel of every batch, then return
+2TP / (2TP + FP + FN) and TP / (TP + FP + FN) — the same as btseg.metrics.dice and
+btseg.metrics.iou on all images of the epoch stacked into one array. IoU is of the foreground
+only: the background class is never averaged in. When there is no foreground in truth and
+prediction both (TP + FP + FN = 0) they return 1.0, as btseg.metrics does for two empty masks.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+#: Clip of probabilities before log, so that log(0) never happens.
+EPSILON = 1e-7
+#: Added to numerator and denominator of the soft Dice loss so that empty masks are defined.
+DICE_SMOOTH = 1.0
+FOCAL_ALPHA = 0.25
+FOCAL_GAMMA = 2.0
+
+_register = keras.saving.register_keras_serializable(package="btseg")
+
+
+def _per_image(y_true, y_pred):
+    """(batch, ...) tensors -> (batch, pixels) float32 truth and clipped probabilities."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
+    batch = ops.shape(y_pred)[0]
+    return ops.reshape(y_true, (batch, -1)), ops.reshape(y_pred, (batch, -1))
+
+
+# ------------------------------------------------------------------------------------------------
+# The math, once
+
+
+@_register
+def binary_cross_entropy(y_true, y_pred):
+    """Mean pixel binary cross-entropy per image: (batch, H, W, 1) -> (batch,), in nats."""
+    truth, probability = _per_image(y_true, y_pred)
+    pixel = -(truth * ops.log(probability) + (1.0 - truth) * ops.log(1.0 - probability))
+    return ops.mean(pixel, axis=-1)
+
+
+@_register
+def soft_dice_loss(y_true, y_pred, smooth: float = DICE_SMOOTH):
+    """1 - (2 sum(p t) + smooth) / (sum(p) + sum(t) + smooth) per image: -> (batch,) in [0, 1].
+
+    With smooth = 1 an empty truth and an empty prediction give 0 (no penalty), so tumour-free
+    images push the prediction towards zero instead of being undefined.
+    """
+    truth = ops.reshape(ops.cast(y_true, "float32"), (ops.shape(y_pred)[0], -1))
+    probability = ops.reshape(ops.cast(y_pred, "float32"), (ops.shape(y_pred)[0], -1))
+    intersection = ops.sum(truth * probability, axis=-1)
+    total = ops.sum(truth, axis=-1) + ops.sum(probability, axis=-1)
+    return 1.0 - (2.0 * intersection + smooth) / (total + smooth)
+
+
+@_register
+def focal_loss(y_true, y_pred, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA):
+    """Binary focal loss, mean over pixels per image: -> (batch,).
+
+    -alpha_t (1 - p_t)^gamma log(p_t), with p_t = p where t = 1 else 1 - p, and
+    alpha_t = alpha where t = 1 else 1 - alpha (alpha 0.25, gamma 2: Lin et al. 2017).
+    """
+    truth, probability = _per_image(y_true, y_pred)
+    p_t = truth * probability + (1.0 - truth) * (1.0 - probability)
+    alpha_t = truth * alpha + (1.0 - truth) * (1.0 - alpha)
+    pixel = -alpha_t * ops.power(1.0 - p_t, gamma) * ops.log(p_t)
+    return ops.mean(pixel, axis=-1)
+
+
+@_register
+def dice_focal_loss(
+    y_true, y_pred, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA, smooth: float = DICE_SMOOTH
+):
+    """Soft Dice loss + focal loss per image (the study's improved loss): -> (batch,)."""
+    return soft_dice_loss(y_true, y_pred, smooth) + focal_loss(y_true, y_pred, alpha, gamma)
+
+
+@_register
+def bce_dice_loss(y_true, y_pred, alpha: float = 0.5, smooth: float = DICE_SMOOTH):
+    """alpha * binary cross-entropy + (1 - alpha) * soft Dice loss per image: -> (batch,)."""
+    return alpha * binary_cross_entropy(y_true, y_pred) + (1.0 - alpha) * soft_dice_loss(
+        y_true, y_pred, smooth
+    )
+
+
+@_register
+def weighted_categorical_cross_entropy(y_true, y_pred, class_weights):
+    """-w[y] log p[y] per sample: y_true (batch,) or (batch, 1) class indices, y_pred (batch, K)
+    probabilities, class_weights (K,) -> (batch,)."""
+    indices = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+    probability = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0)
+    classes = ops.shape(probability)[-1]
+    one_hot = ops.one_hot(indices, classes, dtype="float32")
+    weights = ops.convert_to_tensor(class_weights, dtype="float32")
+    return -ops.sum(one_hot * weights * ops.log(probability), axis=-1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Keras losses
+
+
+class _BtsegLoss(keras.losses.Loss):
+    """Base: keeps the name and reduction in get_config; subclasses add their parameters."""
+
+    def __init__(self, name: str, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+
+@_register
+class BinaryCrossEntropyLoss(_BtsegLoss):
+    """Mean pixel binary cross-entropy (the basic U-Net's loss)."""
+
+    def __init__(self, name: str = "bce", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return binary_cross_entropy(y_true, y_pred)
+
+
+@_register
+class SoftDiceLoss(_BtsegLoss):
+    """Per-image soft Dice loss with additive smoothing."""
+
+    def __init__(self, smooth: float = DICE_SMOOTH, name: str = "dice", reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        return soft_dice_loss(y_true, y_pred, self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@_register
+class FocalLoss(_BtsegLoss):
+    """Binary focal loss (alpha 0.25, gamma 2 by default)."""
+
+    def __init__(
+        self,
+        alpha: float = FOCAL_ALPHA,
+        gamma: float = FOCAL_GAMMA,
+        name: str = "focal",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def call(self, y_true, y_pred):
+        return focal_loss(y_true, y_pred, self.alpha, self.gamma)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
+
+
+@_register
+class DiceFocalLoss(_BtsegLoss):
+    """Soft Dice loss + focal loss (the attention U-Net's loss)."""
+
+    def __init__(
+        self,
+        alpha: float = FOCAL_ALPHA,
+        gamma: float = FOCAL_GAMMA,
+        smooth: float = DICE_SMOOTH,
+        name: str = "dice_focal",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        return dice_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.smooth)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+            "smooth": self.smooth,
+        }
+
+
+@_register
+class BceDiceLoss(_BtsegLoss):
+    """alpha * binary cross-entropy + (1 - alpha) * soft Dice loss."""
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        smooth: float = DICE_SMOOTH,
+        name: str = "bce_dice",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha = float(alpha)
+        self.smooth = float(smooth)
+
+    def call(self, y_true, y_pred):
+        return bce_dice_loss(y_true, y_pred, self.alpha, self.smooth)
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "smooth": self.smooth}
+
+
+@_register
+class WeightedCategoricalCrossEntropyLoss(_BtsegLoss):
+    """Categorical cross-entropy on class indices, each sample weighted by its class's weight."""
+
+    def __init__(
+        self,
+        class_weights=(1.0, 1.0, 1.0),
+        name: str = "weighted_ce",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.class_weights = [float(weight) for weight in class_weights]
+        if not self.class_weights or min(self.class_weights) < 0:
+            raise ValueError(f"class_weights must be non-negative, got {self.class_weights}")
+
+    def call(self, y_true, y_pred):
+        return weighted_categorical_cross_entropy(y_true, y_pred, self.class_weights)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": list(self.class_weights)}
+
+
+#: Loss names accepted in training configs.
+LOSSES = {
+    "bce": BinaryCrossEntropyLoss,
+    "dice": SoftDiceLoss,
+    "focal": FocalLoss,
+    "dice_focal": DiceFocalLoss,
+    "bce_dice": BceDiceLoss,
+    "weighted_ce": WeightedCategoricalCrossEntropyLoss,
+}
+
+
+def make_loss(name: str, **parameters) -> keras.losses.Loss:
+    """The loss called `name` (a key of LOSSES) with its parameters.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {', '.join(LOSSES)}")
+    return LOSSES[name](**parameters)
+
+
+# ------------------------------------------------------------------------------------------------
+# Training metrics (stateful, pooled over the epoch)
+
+
+class _PooledOverlap(keras.metrics.Metric):
+    """Accumulates pixel TP, FP, FN of (probability >= threshold) against truth over batches."""
+
+    def __init__(self, threshold: float = 0.5, name: str | None = None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.threshold = float(threshold)
+        # float64: an epoch of 224 px images exceeds the 2^24 exact integers of float32.
+        self.true_positives = self.add_variable((), initializer="zeros", dtype="float64", name="true_positives")
+        self.false_positives = self.add_variable((), initializer="zeros", dtype="float64", name="false_positives")
+        self.false_negatives = self.add_variable((), initializer="zeros", dtype="float64", name="false_negatives")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.cast(ops.greater_equal(ops.cast(y_true, "float32"), 0.5), "float32")
+        predicted = ops.cast(ops.greater_equal(ops.cast(y_pred, "float32"), self.threshold), "float32")
+        # Per-batch sums stay exact in float32 (fewer than 2^24 pixels a batch).
+        self.true_positives.assign_add(ops.cast(ops.sum(truth * predicted), "float64"))
+        self.false_positives.assign_add(ops.cast(ops.sum((1.0 - truth) * predicted), "float64"))
+        self.false_negatives.assign_add(ops.cast(ops.sum(truth * (1.0 - predicted)), "float64"))
+
+    def reset_state(self):
+        for variable in (self.true_positives, self.false_positives, self.false_negatives):
+            variable.assign(ops.zeros((), dtype="float64"))
+
+    def _ratio(self, numerator, denominator):
+        safe = ops.where(denominator > 0, denominator, ops.ones_like(denominator))
+        value = ops.where(denominator > 0, numerator / safe, ops.ones_like(denominator))
+        return ops.cast(value, "float32")
+
+    def get_config(self):
+        return {"threshold": self.threshold, "name": self.name, "dtype": self.dtype}
+
+
+@_register
+class DiceCoefficient(_PooledOverlap):
+    """Pooled Dice over the epoch: 2TP / (2TP + FP + FN) of (probability >= threshold); 1.0 when
+    truth and prediction are both empty."""
+
+    def __init__(self, threshold: float = 0.5, name: str = "dice", dtype=None):
+        super().__init__(threshold=threshold, name=name, dtype=dtype)
+
+    def result(self):
+        return self._ratio(
+            2.0 * self.true_positives,
+            2.0 * self.true_positives + self.false_positives + self.false_negatives,
+        )
+
+
+@_register
+class ForegroundIoU(_PooledOverlap):
+    """Pooled foreground IoU over the epoch: TP / (TP + FP + FN) (no background class averaged
+    in); 1.0 when truth and prediction are both empty."""
+
+    def __init__(self, threshold: float = 0.5, name: str = "iou", dtype=None):
+        super().__init__(threshold=threshold, name=name, dtype=dtype)
+
+    def result(self):
+        return self._ratio(
+            self.true_positives,
+            self.true_positives + self.false_positives + self.false_negatives,
+        )
+
+
+@_register
+class BalancedAccuracy(keras.metrics.Metric):
+    """Mean per-class recall of argmax predictions over the epoch, over the classes present in
+    the truth; y_true (batch,) or (batch, 1) class indices, y_pred (batch, K) probabilities."""
+
+    def __init__(self, num_classes: int = 3, name: str = "balanced_accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.num_classes = int(num_classes)
+        self.confusion = self.add_variable(
+            (self.num_classes, self.num_classes), initializer="zeros", dtype="float64", name="confusion"
+        )
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
+        pairs = ops.one_hot(truth, self.num_classes, dtype="float32")[:, :, None] * ops.one_hot(
+            predicted, self.num_classes, dtype="float32"
+        )[:, None, :]
+        self.confusion.assign_add(ops.cast(ops.sum(pairs, axis=0), "float64"))
+
+    def reset_state(self):
+        self.confusion.assign(ops.zeros((self.num_classes, self.num_classes), dtype="float64"))
+
+    def result(self):
+        support = ops.sum(self.confusion, axis=1)
+        correct = ops.diagonal(self.confusion)
+        present = ops.cast(support > 0, "float64")
+        recall = correct / ops.where(support > 0, support, ops.ones_like(support))
+        value = ops.sum(recall * present) / ops.maximum(ops.sum(present), 1.0)
+        return ops.cast(value, "float32")
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}

@@ -1,0 +1,963 @@
+"""Training of the three models into run folders, with the study's recipes.
+
+    train_model("attention", data_dir, models_dir, profile="demo") -> models_dir/attention_unet
+
+A run trains into models_dir/.tmp-<run>-<pid>/ and is renamed to models_dir/<run>/ only when
+every file is written, so an interrupted run never leaves a folder that looks complete; an older
+run of the same model stays in place until that moment. A run folder holds model.keras (the
+best checkpoint, float32, loads with safe_mode=True), config.json, history.csv and, for the
+segmenters, threshold.json (the threshold maximising mean Dice over the validation tumour images).
+
+Recipes (profile "full"; "demo" shrinks them to minutes on a laptop CPU, "tiny" to seconds):
+    basic:      binary cross-entropy, Adam 1e-3, batch 8, 20 epochs, early stopping on val loss (5).
+    attention:  Dice + focal, Adam 1e-4, balanced sampling (half tumour images), augmentation,
+                ReduceLROnPlateau, early stopping on validation Dice (10).
+    classifier: weighted cross-entropy; phase 1 backbone frozen (Adam, LR x0.3 on plateau, early
+                stopping); phase 2 last dense block unfrozen (AdamW, weight decay, clipnorm 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from btseg.config import CLASS_NAMES
+from btseg.errors import ConfigError
+from btseg.runs import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    RUN_NAMES,
+    THRESHOLD_FILE,
+    atomic_write_json,
+    run_name_for,
+)
+
+SEGMENTERS = ("basic", "attention")
+MODELS = ("basic", "attention", "classifier")
+THRESHOLD_CRITERION = "max mean Dice over validation tumour images"
+BEST_WEIGHTS_FILE = "best.weights.h5"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of one training run; saved in config.json beside the model.
+
+    Attributes:
+        model: "basic", "attention" or "classifier".
+        profile: the profile it came from ("demo", "full", "tiny").
+        input_size: side of the square model input in pixels (cache and model size).
+        epochs: maximum epochs (classifier: of phase 1).
+        batch_size: images per step.
+        learning_rate: initial learning rate (classifier: of phase 1).
+        patience: early-stopping patience in epochs, on `monitor`.
+        loss: a key of btseg.models.losses.LOSSES.
+        monitor: metric of the validation split that picks the best epoch ("val_loss",
+            "val_dice", "val_balanced_accuracy").
+        balance_ratio: fraction of tumour images among sampled training images; None keeps
+            the data's proportion.
+        augment: random flips, rotation, shift, zoom, brightness and contrast on training images.
+        max_images: cap on training images (stratified random subset); None uses all.
+        max_validation_images: cap on validation images; None uses all.
+        seed: random seed of weights, sampling and augmentation.
+        split_seed: seed of the surrogate-patient split (btseg.data.splits.split_for).
+        filters: first-level filters of the attention U-Net.
+        dropout: dropout of the attention U-Net bottleneck or the classifier head.
+        reduce_lr_factor: ReduceLROnPlateau factor on `monitor`; None disables it.
+        reduce_lr_patience: epochs without improvement before the learning rate is reduced.
+        min_learning_rate: floor of ReduceLROnPlateau.
+        weights: classifier backbone weights: None, "imagenet" or a local .h5 path.
+        phase1_backbone: classifier backbone in phase 1: "frozen", "last_block" or "all".
+        fine_tune_epochs: classifier phase 2 epochs (last dense block unfrozen); 0 skips it.
+        fine_tune_learning_rate: AdamW learning rate of phase 2.
+        weight_decay: AdamW weight decay of phase 2.
+        clipnorm: gradient clipping norm of phase 2.
+        notes: why a profile departs from the study's recipe.
+    """
+
+    model: str
+    profile: str
+    input_size: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int
+    loss: str
+    monitor: str
+    balance_ratio: float | None = None
+    augment: bool = False
+    max_images: int | None = None
+    max_validation_images: int | None = None
+    seed: int = 0
+    split_seed: int = 0
+    filters: int = 32
+    dropout: float = 0.2
+    reduce_lr_factor: float | None = None
+    reduce_lr_patience: int = 3
+    min_learning_rate: float = 1e-6
+    weights: str | None = None
+    phase1_backbone: str = "frozen"
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
+    weight_decay: float = 1e-4
+    clipnorm: float = 1.0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def run_name(self) -> str:
+        return RUN_NAMES[self.model]
+
+    @property
+    def is_segmenter(self) -> bool:
+        return self.model in SEGMENTERS
+
+    @property
+    def monitor_mode(self) -> str:
+        return "min" if self.monitor.endswith("loss") else "max"
+
+
+def _recipes() -> dict[str, dict[str, TrainConfig]]:
+    full = {
+        "basic": TrainConfig(
+            model="basic", profile="full", input_size=224, epochs=20, batch_size=8,
+            learning_rate=1e-3, patience=5, loss="bce", monitor="val_loss",
+        ),
+        "attention": TrainConfig(
+            model="attention", profile="full", input_size=224, epochs=100, batch_size=8,
+            learning_rate=1e-4, patience=10, loss="dice_focal", monitor="val_dice",
+            balance_ratio=0.5, augment=True, filters=32, dropout=0.2,
+            reduce_lr_factor=0.5, reduce_lr_patience=5,
+        ),
+        "classifier": TrainConfig(
+            model="classifier", profile="full", input_size=224, epochs=30, batch_size=16,
+            learning_rate=1e-3, patience=6, loss="weighted_ce", monitor="val_balanced_accuracy",
+            augment=True, dropout=0.5, reduce_lr_factor=0.3, reduce_lr_patience=2,
+            weights="imagenet", phase1_backbone="frozen", fine_tune_epochs=20,
+            fine_tune_learning_rate=1e-4, weight_decay=1e-4, clipnorm=1.0,
+        ),
+    }
+    demo = {
+        "basic": dataclasses.replace(
+            full["basic"], profile="demo", input_size=128, epochs=6,
+            notes=("demo: 128 px and 6 epochs so that all three models train in minutes on a CPU",),
+        ),
+        "attention": dataclasses.replace(
+            full["attention"], profile="demo", input_size=128, epochs=12, filters=16,
+            learning_rate=1e-3, patience=6, reduce_lr_patience=3,
+            notes=(
+                "demo: 128 px, filters 16 (about 2.0 M parameters) and 12 epochs to train in "
+                "minutes on a CPU",
+                "demo: learning rate raised from 1e-4 to 1e-3 to converge in few epochs",
+            ),
+        ),
+        "classifier": dataclasses.replace(
+            full["classifier"], profile="demo", input_size=128, epochs=8, batch_size=16,
+            weights=None, phase1_backbone="all", fine_tune_epochs=2, patience=4,
+            notes=(
+                "demo: no ImageNet weights (no download needed), so phase 1 trains the whole "
+                "backbone from random weights instead of freezing it",
+                "demo: 128 px, 8 + 2 epochs to train in minutes on a CPU",
+            ),
+        ),
+    }
+    tiny = {
+        name: dataclasses.replace(
+            config, profile="tiny", input_size=64, epochs=2, batch_size=4, patience=2,
+            max_images=12, max_validation_images=6, notes=("tiny: a smoke test, not a model",),
+        )
+        for name, config in demo.items()
+    }
+    tiny["attention"] = dataclasses.replace(tiny["attention"], filters=4)
+    tiny["classifier"] = dataclasses.replace(tiny["classifier"], fine_tune_epochs=1)
+    return {"full": full, "demo": demo, "tiny": tiny}
+
+
+#: PROFILES[profile][model] -> TrainConfig.
+PROFILES: dict[str, dict[str, TrainConfig]] = _recipes()
+
+_MODEL_ALIASES = {"basic": "basic", "basic_unet": "basic", "attention": "attention",
+                  "attention_unet": "attention", "classifier": "classifier"}
+
+
+def model_key(name: str) -> str:
+    """'basic' | 'basic_unet' -> 'basic', and so on. Raises ConfigError for other names."""
+    key = _MODEL_ALIASES.get(str(name).strip().lower())
+    if key is None:
+        raise ConfigError(
+            f"unknown model {name!r}",
+            where="--model",
+            fix="choose basic, attention, classifier or all",
+        )
+    return key
+
+
+def make_config(name: str, profile: str = "demo", overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """The profile's TrainConfig for a model with overrides applied and checked.
+
+    Raises:
+        ConfigError: unknown model, profile or field, or a value out of range.
+    """
+    key = model_key(name)
+    if profile not in PROFILES:
+        raise ConfigError(
+            f"unknown profile {profile!r}", where="--profile", fix=f"choose one of {', '.join(PROFILES)}"
+        )
+    config = PROFILES[profile][key]
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "profile"}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(
+            f"unknown training setting(s) {', '.join(unknown)}",
+            where="overrides",
+            fix=f"use some of {', '.join(sorted(fields))}",
+        )
+    if overrides:
+        config = dataclasses.replace(config, **overrides)
+    _check_config(config)
+    return config
+
+
+def _check_config(config: TrainConfig) -> None:
+    def bad(name: str, value: Any, expected: str) -> ConfigError:
+        flag = "--" + name.replace("_", "-")
+        return ConfigError(f"{name} = {value!r} is invalid: expected {expected}", where=flag,
+                           fix=f"pass a valid {flag}")
+
+    positive = ("epochs", "batch_size", "input_size", "patience", "filters")
+    for name in positive:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad(name, value, "a positive integer")
+    for name in ("max_images", "max_validation_images"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+            raise bad(name, value, "an integer of at least 2, or nothing")
+    if not isinstance(config.fine_tune_epochs, int) or config.fine_tune_epochs < 0:
+        raise bad("fine_tune_epochs", config.fine_tune_epochs, "an integer >= 0")
+    for name in ("learning_rate", "fine_tune_learning_rate"):
+        value = getattr(config, name)
+        if not isinstance(value, int | float) or not 0 < value < 1:
+            raise bad(name, value, "a number between 0 and 1")
+    if config.balance_ratio is not None and not 0 < config.balance_ratio < 1:
+        raise bad("balance_ratio", config.balance_ratio, "a fraction between 0 and 1, or nothing")
+    if not 0 <= config.dropout < 1:
+        raise bad("dropout", config.dropout, "a rate in [0, 1)")
+    if config.reduce_lr_factor is not None and not 0 < config.reduce_lr_factor < 1:
+        raise bad("reduce_lr_factor", config.reduce_lr_factor, "a factor between 0 and 1")
+    if config.phase1_backbone not in ("frozen", "last_block", "all"):
+        raise bad("phase1_backbone", config.phase1_backbone, "frozen, last_block or all")
+    from btseg.models.losses import LOSSES
+
+    if config.loss not in LOSSES:
+        raise bad("loss", config.loss, f"one of {', '.join(LOSSES)}")
+    factor = {"basic": 8, "attention": 16, "classifier": 32}[config.model]
+    if config.model == "classifier":
+        if config.input_size < factor:
+            raise bad("input_size", config.input_size, "at least 32 for DenseNet121")
+    elif config.input_size % factor:
+        raise bad("input_size", config.input_size, f"a multiple of {factor} for this model")
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class TrainingData:
+    """Cached arrays and the rows of each split part used for training."""
+
+    arrays: Any                    # btseg.data.cache.CachedArrays
+    train: np.ndarray              # positions into arrays
+    validation: np.ndarray
+    data_dir: Path
+    split_id: str
+    split_fingerprint: str
+    synthetic: bool
+
+
+def _subsample(positions: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """At most `limit` positions, stratified by label, in ascending order."""
+    if limit is None or positions.size <= limit:
+        return positions
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels[positions]):
+        members = positions[labels[positions] == label]
+        share = max(1, round(limit * members.size / positions.size))
+        chosen.append(rng.choice(members, size=min(share, members.size), replace=False))
+    picked = np.concatenate(chosen)
+    if picked.size > limit:
+        picked = rng.choice(picked, size=limit, replace=False)
+    return np.sort(picked)
+
+
+def prepare_data(
+    config: TrainConfig,
+    data_dir: str | Path,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> TrainingData:
+    """Open the dataset, load or make its split and cache at config.input_size.
+
+    Raises:
+        DataError: from open_dataset / build_cache; or when the train or validation part is empty.
+    """
+    from btseg.config import cache_dir as default_cache_dir
+    from btseg.config import is_synthetic
+    from btseg.data.btxrd import open_dataset
+    from btseg.data.cache import build_cache
+    from btseg.data.splits import split_for
+    from btseg.errors import DataError
+    from btseg.progress import ProgressPrinter
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dataset = open_dataset(data_dir)
+    split = split_for(dataset, cache_dir=cache, seed=config.split_seed)
+    printer = ProgressPrinter(f"Caching images at {config.input_size} px")
+    arrays = build_cache(dataset.usable, config.input_size, cache_dir=cache, workers=2, progress=printer)
+    labels = np.asarray(arrays.labels)
+    train = _subsample(arrays.positions(split.ids("train")), labels, config.max_images, config.seed)
+    validation = _subsample(
+        arrays.positions(split.ids("val")), labels, config.max_validation_images, config.seed
+    )
+    for part, positions in (("train", train), ("val", validation)):
+        if positions.size == 0:
+            raise DataError(
+                f"the {part} part of the split has no usable image",
+                where=str(dataset.root),
+                fix="check the dataset with `btseg stats` and `btseg split`",
+            )
+    if config.is_segmenter and not any(np.asarray(arrays.masks[p]).any() for p in validation):
+        raise DataError(
+            "no validation image has a tumour mask, so no threshold can be chosen",
+            where=str(dataset.root),
+            fix="use a dataset with annotated tumour images in every split part",
+        )
+    return TrainingData(
+        arrays=arrays,
+        train=train,
+        validation=validation,
+        data_dir=Path(dataset.root).resolve(),
+        split_id=split.split_id,
+        split_fingerprint=split.fingerprint,
+        synthetic=is_synthetic(Path(dataset.root)),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Models, devices, callbacks
+
+
+def build_model(config: TrainConfig):
+    """The untrained Keras model of a config, at (input_size, input_size, 3)."""
+    shape = (config.input_size, config.input_size, 3)
+    if config.model == "basic":
+        from btseg.models.unet import build_basic_unet
+
+        return build_basic_unet(shape)
+    if config.model == "attention":
+        from btseg.models.attention_unet import build_attention_unet
+
+        return build_attention_unet(shape, filters=config.filters, dropout=config.dropout)
+    from btseg.models.classifier import build_classifier
+
+    return build_classifier(shape, weights=config.weights, dropout=config.dropout)
+
+
+def _loss_and_metrics(config: TrainConfig, class_weights: Sequence[float] | None = None):
+    import keras
+
+    from btseg.models import losses
+
+    if config.is_segmenter:
+        return losses.make_loss(config.loss), [losses.DiceCoefficient(), losses.ForegroundIoU()]
+    parameters = {"class_weights": list(class_weights)} if config.loss == "weighted_ce" else {}
+    metrics = [
+        keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+        losses.BalancedAccuracy(num_classes=len(CLASS_NAMES)),
+    ]
+    return losses.make_loss(config.loss, **parameters), metrics
+
+
+@dataclass
+class _Device:
+    strategy: Any
+    mixed_precision: bool
+    description: str
+    replicas: int
+
+
+def _device() -> _Device:
+    """Mixed precision on a GPU, MirroredStrategy on several; TensorFlow's CPU defaults otherwise."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    description = f"{len(gpus)} GPU" + ("s" if len(gpus) > 1 else "") if gpus else "CPU"
+    return _Device(strategy, bool(gpus), description, int(strategy.num_replicas_in_sync))
+
+
+def _format_logs(logs: dict[str, Any]) -> str:
+    parts = []
+    for key, value in logs.items():
+        if key == "learning_rate":
+            parts.append(f"lr {float(value):.2g}")
+        elif isinstance(value, int | float | np.floating):
+            parts.append(f"{key} {float(value):.4f}")
+    return ", ".join(parts)
+
+
+def _progress_callback(run_name: str, total_epochs: int, progress: Callable[[str], None], start: float):
+    """Prints 'epoch i/n: metrics; elapsed, ~left' after each epoch."""
+    import keras
+
+    from btseg.progress import format_seconds
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1
+            elapsed = time.monotonic() - start
+            left = elapsed / done * max(0, total_epochs - done)
+            progress(
+                f"{run_name} epoch {done}/{total_epochs}: {_format_logs(logs or {})}; "
+                f"{format_seconds(elapsed)} elapsed, ~{format_seconds(left)} left at most"
+            )
+
+    return EpochProgress()
+
+
+def _callbacks(
+    config: TrainConfig,
+    folder: Path,
+    progress_callback,
+    extra: Iterable[Any],
+    *,
+    append_history: bool = False,
+    initial_best: float | None = None,
+):
+    import keras
+
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(folder / BEST_WEIGHTS_FILE),
+        monitor=config.monitor,
+        mode=config.monitor_mode,
+        save_best_only=True,
+        save_weights_only=True,
+        initial_value_threshold=initial_best,
+    )
+    callbacks = [
+        checkpoint,
+        keras.callbacks.CSVLogger(str(folder / HISTORY_FILE), append=append_history),
+        keras.callbacks.EarlyStopping(
+            monitor=config.monitor, mode=config.monitor_mode, patience=config.patience
+        ),
+    ]
+    if config.reduce_lr_factor is not None:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=config.monitor,
+                mode=config.monitor_mode,
+                factor=config.reduce_lr_factor,
+                patience=config.reduce_lr_patience,
+                min_lr=config.min_learning_rate,
+            )
+        )
+    callbacks.append(progress_callback)
+    callbacks.extend(extra)
+    return callbacks, checkpoint
+
+
+# ------------------------------------------------------------------------------------------------
+# Training loops
+
+
+@dataclass
+class _Outcome:
+    model: Any                      # float32 model with the best weights
+    epochs_run: int
+    training_seconds: float
+    best_value: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _final_model(config: TrainConfig, folder: Path, trained, loss, metrics, mixed_precision: bool):
+    """The model with the best checkpoint's weights, float32, compiled with a fresh optimizer so
+    that the saved file holds the loss and metrics but no optimizer state."""
+    import keras
+
+    best = folder / BEST_WEIGHTS_FILE
+    if not best.is_file():  # the monitored value never improved on its first value (NaN)
+        trained.save_weights(str(best))
+    if mixed_precision:
+        previous = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            model = build_model(dataclasses.replace(config, weights=None))
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+    else:
+        model = trained
+    model.load_weights(str(best))
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+    best.unlink()
+    return model
+
+
+def _train_segmenter(config, data: TrainingData, folder: Path, device: _Device, progress, extra):
+    import keras
+
+    from btseg.pipeline import segmentation_dataset
+
+    train_dataset, steps = segmentation_dataset(
+        data.arrays, data.train, config.batch_size, training=True, augment=config.augment,
+        tumour_fraction=config.balance_ratio, seed=config.seed,
+    )
+    validation_dataset, _ = segmentation_dataset(
+        data.arrays, data.validation, config.batch_size, training=False
+    )
+    with device.strategy.scope():
+        model = build_model(config)
+        loss, metrics = _loss_and_metrics(config)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+    start = time.monotonic()
+    callbacks, checkpoint = _callbacks(
+        config, folder, _progress_callback(config.run_name, config.epochs, progress, start), extra
+    )
+    history = model.fit(
+        train_dataset, epochs=config.epochs, steps_per_epoch=steps,
+        validation_data=validation_dataset, callbacks=callbacks, verbose=0, shuffle=False,
+    )
+    seconds = time.monotonic() - start
+    loss, metrics = _loss_and_metrics(config)
+    final = _final_model(config, folder, model, loss, metrics, device.mixed_precision)
+    return _Outcome(final, len(history.epoch), seconds, _best(checkpoint))
+
+
+def _best(checkpoint) -> float | None:
+    value = getattr(checkpoint, "best", None)
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _train_classifier(config, data: TrainingData, folder: Path, device: _Device, progress, extra):
+    import keras
+
+    from btseg.models.classifier import set_backbone_trainable
+    from btseg.pipeline import class_weights, classification_dataset
+
+    weights = class_weights(np.asarray(data.arrays.labels)[data.train], len(CLASS_NAMES))
+    train_dataset, steps = classification_dataset(
+        data.arrays, data.train, config.batch_size, training=True, augment=config.augment,
+        seed=config.seed,
+    )
+    validation_dataset, _ = classification_dataset(
+        data.arrays, data.validation, config.batch_size, training=False
+    )
+    total_epochs = config.epochs + config.fine_tune_epochs
+    start = time.monotonic()
+    progress_callback = _progress_callback(config.run_name, total_epochs, progress, start)
+    with device.strategy.scope():
+        model = build_model(config)
+        set_backbone_trainable(model, config.phase1_backbone)
+        loss, metrics = _loss_and_metrics(config, weights)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+    callbacks, checkpoint = _callbacks(config, folder, progress_callback, extra)
+    history = model.fit(
+        train_dataset, epochs=config.epochs, steps_per_epoch=steps,
+        validation_data=validation_dataset, callbacks=callbacks, verbose=0, shuffle=False,
+    )
+    epochs_run = len(history.epoch)
+    best_value = _best(checkpoint)
+    if config.fine_tune_epochs > 0:
+        best = folder / BEST_WEIGHTS_FILE
+        if best.is_file():
+            model.load_weights(str(best))
+        with device.strategy.scope():
+            set_backbone_trainable(model, "last_block")
+            loss, metrics = _loss_and_metrics(config, weights)
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=config.fine_tune_learning_rate,
+                weight_decay=config.weight_decay,
+                clipnorm=config.clipnorm,
+            )
+            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        fine_config = dataclasses.replace(config, reduce_lr_factor=None)
+        callbacks, checkpoint = _callbacks(
+            fine_config, folder, progress_callback, extra,
+            append_history=True, initial_best=best_value,
+        )
+        history = model.fit(
+            train_dataset, initial_epoch=epochs_run, epochs=epochs_run + config.fine_tune_epochs,
+            steps_per_epoch=steps, validation_data=validation_dataset, callbacks=callbacks,
+            verbose=0, shuffle=False,
+        )
+        epochs_run += len(history.epoch)
+        best_value = _best(checkpoint) if _best(checkpoint) is not None else best_value
+    seconds = time.monotonic() - start
+    loss, metrics = _loss_and_metrics(config, weights)
+    final = _final_model(config, folder, model, loss, metrics, device.mixed_precision)
+    return _Outcome(final, epochs_run, seconds, best_value, {"class_weights": weights.tolist()})
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _predict(model, data: TrainingData, batch_size: int) -> np.ndarray:
+    from btseg.pipeline import image_dataset
+
+    return np.asarray(model.predict(image_dataset(data.arrays, data.validation, batch_size), verbose=0))
+
+
+def choose_threshold(truth: np.ndarray, scores: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
+    """The threshold that maximises mean Dice over images with a tumour, and the sweep table.
+
+    Args:
+        truth: (N, S, S) {0, 1} masks of the validation images.
+        scores: (N, S, S) probabilities.
+    Returns:
+        (threshold, table rows) with btseg.metrics.threshold_sweep's columns; images without
+        tumour pixels are left out of the choice. Ties go to the threshold nearest 0.5.
+    """
+    from btseg import metrics
+
+    truth = np.asarray(truth)
+    with_tumour = truth.reshape(truth.shape[0], -1).any(axis=1)
+    if not with_tumour.any():
+        raise ValueError("no image with a tumour to choose a threshold on")
+    table = metrics.threshold_sweep(truth[with_tumour], np.asarray(scores)[with_tumour],
+                                    metrics.default_thresholds())
+    values = table["mean_dice"].to_numpy(dtype=float)
+    values = np.where(np.isnan(values), -np.inf, values)
+    best = np.flatnonzero(values == values.max())
+    thresholds = table["threshold"].to_numpy(dtype=float)
+    chosen = best[np.argmin(np.abs(thresholds[best] - 0.5))]
+    rows = [
+        {key: (None if isinstance(value, float) and math.isnan(value) else _plain(value))
+         for key, value in row.items()}
+        for row in table.to_dict("records")
+    ]
+    return float(thresholds[chosen]), rows
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def _segmentation_validation(model, config, data: TrainingData) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(validation metrics for config.json, threshold.json content)."""
+    scores = _predict(model, data, config.batch_size)[..., 0]
+    truth = np.asarray(data.arrays.masks[data.validation])
+    threshold, table = choose_threshold(truth, scores)
+    with_tumour = truth.reshape(truth.shape[0], -1).any(axis=1)
+    chosen = next(row for row in table if row["threshold"] == threshold)
+    at_half = next((row for row in table if row["threshold"] == 0.5), {})
+    flagged = (scores[~with_tumour] >= threshold).reshape(int((~with_tumour).sum()), -1).any(axis=1)
+    validation = {
+        "images": int(truth.shape[0]),
+        "tumour_images": int(with_tumour.sum()),
+        "threshold": threshold,
+        "mean_dice": chosen.get("mean_dice"),
+        "pooled_dice": chosen.get("dice"),
+        "pooled_iou": chosen.get("iou"),
+        "sensitivity": chosen.get("sensitivity"),
+        "precision": chosen.get("precision"),
+        "mean_dice_at_0.5": at_half.get("mean_dice"),
+        "tumour_free_images": int((~with_tumour).sum()),
+        "tumour_free_images_with_prediction": float(flagged.mean()) if flagged.size else None,
+    }
+    threshold_json = {
+        "threshold": threshold,
+        "criterion": THRESHOLD_CRITERION,
+        "split": "val",
+        "images": int(with_tumour.sum()),
+        "table": table,
+    }
+    return validation, threshold_json
+
+
+def _classification_validation(model, config, data: TrainingData) -> dict[str, Any]:
+    from btseg import metrics
+
+    probabilities = _predict(model, data, config.batch_size).astype(np.float64)
+    truth = np.asarray(data.arrays.labels[data.validation]).astype(np.int64)
+    report = metrics.classification_report(truth, probabilities, CLASS_NAMES)
+    keys = ("n_samples", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc",
+            "confusion_matrix", "per_class", "normal_vs_tumour")
+    validation = {key: report.get(key) for key in keys}
+    validation["images"] = int(truth.size)
+    return _json_ready(validation)
+
+
+# ------------------------------------------------------------------------------------------------
+# Run folders
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    import btseg
+
+    return {
+        "btseg": btseg.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _history_rows(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _best_epoch(rows: list[dict[str, Any]], monitor: str, mode: str) -> int | None:
+    values = []
+    for row in rows:
+        try:
+            values.append(float(row.get(monitor, "nan")))
+        except ValueError:
+            values.append(float("nan"))
+    array = np.array(values, dtype=float)
+    if array.size == 0 or np.all(np.isnan(array)):
+        return None
+    index = np.nanargmin(array) if mode == "min" else np.nanargmax(array)
+    return int(rows[index].get("epoch", index)) + 1
+
+
+def _remove_stale_temporaries(models_dir: Path, run_name: str) -> None:
+    """Remove .tmp-<run>-<pid> folders of processes that no longer run (killed trainings)."""
+    for folder in models_dir.glob(f".tmp-{run_name}-*"):
+        pid_text = folder.name.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _process_alive(int(pid_text)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _swap_into_place(temporary: Path, final: Path) -> Path:
+    """Rename the finished temporary folder to `final`; an older run there is removed only now."""
+    old = final.with_name(f".old-{final.name}-{os.getpid()}")
+    if old.exists():
+        shutil.rmtree(old)
+    had_old = final.exists()
+    if had_old:
+        os.replace(final, old)
+    try:
+        os.replace(temporary, final)
+    except OSError:
+        if had_old:
+            os.replace(old, final)
+        raise
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def train_model(
+    name: str,
+    data_dir: str | Path,
+    models_dir: str | Path,
+    profile: str = "demo",
+    overrides: dict[str, Any] | None = None,
+    progress: Callable[[str], None] = print,
+    *,
+    cache_dir: str | Path | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Path:
+    """Train one model and write its run folder; returns models_dir/<run name>.
+
+    Args:
+        name: "basic", "attention" or "classifier" (or the run names basic_unet, attention_unet).
+        data_dir: a BTXRD-layout folder (real or synthetic).
+        models_dir: parent of the run folders.
+        profile: "demo", "full" or "tiny" (see PROFILES).
+        overrides: TrainConfig fields to change, e.g. {"epochs": 5, "input_size": 160}.
+        progress: receives one line per step and epoch.
+        cache_dir: cache of splits and arrays; default btseg.config.cache_dir().
+        callbacks: extra Keras callbacks.
+
+    Raises:
+        ConfigError: bad model, profile or override; DataError: unusable dataset.
+    """
+    config = make_config(name, profile, overrides)
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(models_dir, config.run_name)
+    temporary = models_dir / f".tmp-{config.run_name}-{os.getpid()}"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    try:
+        _train_into(config, data_dir, temporary, progress, cache_dir, callbacks)
+        return _swap_into_place(temporary, models_dir / config.run_name)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _train_into(config: TrainConfig, data_dir, folder: Path, progress, cache_dir, extra) -> dict[str, Any]:
+    import keras
+
+    started, cpu_started = time.monotonic(), time.process_time()
+    progress(f"Training {config.run_name} ({config.profile} profile, {config.input_size} px)")
+    data = prepare_data(config, data_dir, cache_dir, progress)
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy().name
+    device = _device()
+    try:
+        progress(
+            f"{config.run_name}: {data.train.size} training and {data.validation.size} validation "
+            f"images on {device.description}"
+        )
+        trainer = _train_segmenter if config.is_segmenter else _train_classifier
+        outcome = trainer(config, data, folder, device, progress, extra)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    outcome.model.save(str(folder / MODEL_FILE))
+
+    if config.is_segmenter:
+        validation, threshold_json = _segmentation_validation(outcome.model, config, data)
+        atomic_write_json(folder / THRESHOLD_FILE, threshold_json)
+    else:
+        validation = _classification_validation(outcome.model, config, data)
+    rows = _history_rows(folder / HISTORY_FILE)
+    labels = np.asarray(data.arrays.labels)
+    masks_any = [bool(np.asarray(data.arrays.masks[p]).any()) for p in data.train]
+    summary = {
+        "run": config.run_name,
+        "model": config.model,
+        "task": "segmentation" if config.is_segmenter else "classification",
+        "profile": config.profile,
+        "hyperparameters": _json_ready(dataclasses.asdict(config)),
+        "input_size": config.input_size,
+        "input_shape": [config.input_size, config.input_size, 3],
+        "parameters": int(outcome.model.count_params()),
+        "class_names": list(CLASS_NAMES),
+        "data": {
+            "dir": str(data.data_dir),
+            "synthetic": data.synthetic,
+            "fingerprint": data.arrays.fingerprint,
+            "split_id": data.split_id,
+            "split_fingerprint": data.split_fingerprint,
+            "split_seed": config.split_seed,
+            "train_images": int(data.train.size),
+            "train_tumour_images": int(sum(masks_any)),
+            "train_labels": {n: int((labels[data.train] == i).sum()) for i, n in enumerate(CLASS_NAMES)},
+            "validation_images": int(data.validation.size),
+            "skipped_images": len(getattr(data.arrays, "skipped", []) or []),
+        },
+        "versions": _versions(),
+        "device": {
+            "name": device.description,
+            "mixed_precision": device.mixed_precision,
+            "replicas": device.replicas,
+        },
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(outcome.training_seconds, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+        # CPU seconds of this process: on a shared machine the wall time also counts the others.
+        "total_cpu_seconds": round(time.process_time() - cpu_started, 1),
+        "epochs_run": outcome.epochs_run,
+        "monitor": config.monitor,
+        "best_epoch": _best_epoch(rows, config.monitor, config.monitor_mode),
+        "best_monitor_value": outcome.best_value,
+        "validation": validation,
+        **outcome.extra,
+    }
+    atomic_write_json(folder / CONFIG_FILE, summary)
+    progress(f"{config.run_name}: {format_validation(summary)}")
+    return summary
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    return _plain(value)
+
+
+def format_validation(config: dict[str, Any]) -> str:
+    """One line of validation results from a run's config.json content."""
+    validation = config.get("validation", {})
+    if config.get("task") == "classification":
+        return (
+            f"validation balanced accuracy {_number(validation.get('balanced_accuracy'))}, "
+            f"accuracy {_number(validation.get('accuracy'))} ({validation.get('images')} images)"
+        )
+    return (
+        f"validation mean Dice {_number(validation.get('mean_dice'))} over "
+        f"{validation.get('tumour_images')} tumour images at threshold "
+        f"{_number(validation.get('threshold'))} (mean Dice at 0.5: "
+        f"{_number(validation.get('mean_dice_at_0.5'))})"
+    )
+
+
+def _number(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def train_all(
+    data_dir: str | Path,
+    models_dir: str | Path,
+    profile: str = "demo",
+    overrides: dict[str, Any] | None = None,
+    progress: Callable[[str], None] = print,
+    *,
+    models: Sequence[str] = MODELS,
+    cache_dir: str | Path | None = None,
+) -> dict[str, Path]:
+    """Train the basic U-Net, the attention U-Net and the classifier in turn; print a summary.
+
+    Returns:
+        {model: run folder}. Overrides apply to every model.
+    """
+    from btseg.progress import format_seconds
+    from btseg.runs import read_run_info
+
+    for name in models:  # fail on a bad option before any training
+        make_config(name, profile, overrides)
+    start = time.monotonic()
+    folders = {}
+    for name in models:
+        folders[model_key(name)] = train_model(
+            name, data_dir, models_dir, profile, overrides, progress, cache_dir=cache_dir
+        )
+    progress(f"Trained {len(folders)} models in {format_seconds(time.monotonic() - start)}:")
+    for key, folder in folders.items():
+        info = read_run_info(folder)
+        progress(f"  {run_name_for(key):<15} {format_validation(info['config'])}")
+    return folders

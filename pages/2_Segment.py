@@ -1,0 +1,465 @@
+"""Segment page: upload an X-ray (or pick one of the test split) and see where the tumour is and
+what kind it may be.
+
+Widgets -> btseg (images, infer, labelme, metrics) -> btseg.viz overlays and figures -> drawing.
+The models are loaded once and shared across sessions; the model runs once per image, and moving
+the threshold only cuts the cached probability map again.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from btseg import config, viz
+from btseg.errors import BtsegError
+from btseg.infer import threshold_probability_map
+from btseg_app import common
+from btseg_app import segment_ui as ui
+
+SOURCES = ("Test-split image", "Upload an X-ray")
+VIEWS = ("Overlay", "Probability heatmap", "Contour", "Side by side")
+DRAW_MODES = {"Box": "rect", "Outline": "polygon"}
+
+
+# --------------------------------------------------------------------------------------------
+# Widgets
+
+
+def model_ui(models_dir: Path) -> tuple[ui.RunStatus, ui.RunStatus]:
+    """Sidebar: the segmentation model. Returns (segmenter run, classifier run)."""
+    statuses = {name: ui.run_status(models_dir, name) for name in ui.SEGMENTER_RUNS}
+    st.sidebar.subheader("Model")
+    chosen = st.sidebar.radio(
+        "Segmentation model",
+        list(ui.SEGMENTER_RUNS),
+        format_func=lambda name: (
+            ui.SEGMENTER_RUNS[name] + ("" if statuses[name].complete else " (not trained)")
+        ),
+        key="segment_model",
+        help="The attention U-Net is the study's improved model; the basic U-Net its baseline.",
+    )
+    return statuses[chosen], ui.run_status(models_dir, ui.CLASSIFIER_RUN)
+
+
+def threshold_ui(status: ui.RunStatus) -> tuple[float, float]:
+    """Sidebar: threshold on a log scale (default: the model's validation threshold) and the
+    overlay opacity. Returns (threshold, opacity 0..1)."""
+    validation = status.threshold if status.threshold is not None else 0.5
+    grid = ui.threshold_grid(validation)
+    default = ui.nearest_threshold(grid, validation)
+    key = f"segment_threshold_{status.name}"
+
+    def reset() -> None:
+        st.session_state[key] = default
+
+    if key not in st.session_state:  # the state, not value=, so that reset() may change it
+        st.session_state[key] = default
+    threshold = st.sidebar.select_slider(
+        "Threshold (log scale)",
+        options=grid,
+        format_func=ui.format_threshold,
+        key=key,
+        help="A pixel is tumour when the model's probability is at least this. "
+        "Lower thresholds find more (and more false) tumour.",
+    )
+    note, button = st.sidebar.columns([3, 2], vertical_alignment="center")
+    note.caption(f"Validation threshold: **{ui.format_threshold(validation)}**")
+    button.button(
+        "Reset",
+        key="segment_threshold_reset",
+        on_click=reset,
+        icon=":material/restart_alt:",
+        disabled=threshold == default,
+        width="stretch",
+    )
+    opacity = st.sidebar.slider(
+        "Overlay opacity", 0, 100, 45, step=5, format="%d%%", key="segment_opacity"
+    )
+    return float(threshold), opacity / 100.0
+
+
+def source_ui(dataset) -> ui.ImageInput | None:
+    """The image to segment: an upload or a test-split image. Shows a BtsegError and returns
+    None when it cannot be read."""
+    sources = SOURCES if dataset is not None else SOURCES[1:]
+    left, right = st.columns([1, 2], vertical_alignment="bottom")
+    source = left.radio("Image", sources, key="segment_source", horizontal=False)
+    try:
+        if source == SOURCES[0]:
+            return split_image_ui(dataset, right)
+        return upload_ui(right)
+    except BtsegError as error:
+        common.error_box(error)
+        st.caption("Choose another file; the page keeps working.")
+        return None
+
+
+def upload_ui(container) -> ui.ImageInput | None:
+    uploaded = container.file_uploader(
+        "X-ray (JPEG, PNG or DICOM)",
+        type=ui.UPLOAD_TYPES,
+        key="segment_upload",
+        help="The image stays in this session's memory; nothing is written to disk.",
+    )
+    if uploaded is None:
+        st.info(
+            "Upload a radiograph to segment it, or pick a test-split image.",
+            icon=":material/upload_file:",
+        )
+        return None
+    return ui.image_from_bytes(uploaded.name, uploaded.getvalue())
+
+
+def split_image_ui(dataset, container) -> ui.ImageInput | None:
+    split = common.load_split()
+    rows = ui.test_split_rows(dataset.table, split.assignment)
+    if rows.empty:
+        container.warning("The test split holds no image with a file.", icon=":material/warning:")
+        return None
+    by_id = {str(row["image_id"]): row for _, row in rows.iterrows()}
+
+    def describe(image_id: str) -> str:
+        row = by_id[image_id]
+        subtype = f" ({row['subtype']})" if row["subtype"] else ""
+        return f"{image_id} · {row['label']}{subtype}"
+
+    image_id = container.selectbox(
+        f"Test-split image ({len(rows)} images, never seen in training)",
+        list(by_id),
+        format_func=describe,
+        key="segment_test_image",
+    )
+    return ui.image_from_row(by_id[image_id])
+
+
+# --------------------------------------------------------------------------------------------
+# Drawing
+
+
+def show(container, image: np.ndarray, caption: str | None = None) -> None:
+    """An image at the column's width, sent as JPEG (PNG takes seconds at 1200 px)."""
+    container.image(image, caption=caption, width="stretch", output_format="JPEG")
+
+
+def draw_missing_model(status: ui.RunStatus, data_dir: Path) -> None:
+    if Path(status.path).exists() and status.problem:
+        st.error(
+            f"**The {status.label} cannot be used.** {status.problem}", icon=":material/error:"
+        )
+    else:
+        st.warning(
+            f"**The {status.label} is not trained yet** (no run folder at `{status.path}`). "
+            "Train it, then reload this page:",
+            icon=":material/model_training:",
+        )
+    st.code(ui.train_commands(status.name, data_dir), language="bash")
+
+
+def draw_image_view(view, display, scale, probability, mask, lesions, opacity, show_boxes) -> None:
+    boxes = (
+        [lesion.box for lesion in lesions]
+        if show_boxes and len(lesions) <= ui.MAX_DRAWN_BOXES
+        else []
+    )
+    overlay = partial(viz.segmentation_overlay, display, mask, boxes=boxes, box_scale=scale)
+    if view == "Overlay":
+        show(st, overlay(alpha=opacity))
+    elif view == "Probability heatmap":
+        show(st, viz.probability_heatmap(display, probability, alpha=max(opacity, 0.15)))
+        stops = viz.heatmap_legend(stops=9)
+        gradient = ", ".join(color for _, color in stops)
+        st.markdown(
+            "<div style='display:flex;align-items:center;gap:0.5em;font-size:0.85em'>"
+            "<span>10<sup>−4</sup></span><div style='flex:1;height:0.8em;border-radius:3px;"
+            f"background:linear-gradient(to right, {gradient})'></div><span>1</span></div>",
+            unsafe_allow_html=True,
+        )
+        st.caption("Probability on a log scale, like the threshold slider.")
+    elif view == "Contour":
+        show(st, overlay(alpha=0.0))
+    else:
+        left, right = st.columns(2)
+        show(left, display, "X-ray")
+        show(right, overlay(alpha=opacity), "Prediction")
+    if show_boxes and len(lesions) > ui.MAX_DRAWN_BOXES:
+        st.caption(f"{len(lesions)} lesions: boxes are drawn up to {ui.MAX_DRAWN_BOXES}.")
+
+
+def draw_findings(lesions, mask, spacing) -> None:
+    area_px = int(mask.sum(dtype=np.int64))
+    count_column, area_column = st.columns(2)
+    count_column.metric("Lesions", len(lesions), border=True)
+    area_column.metric("Area (% of image)", f"{100.0 * area_px / mask.size:.2f}%", border=True)
+    if spacing is not None:
+        area_mm2 = area_px * float(np.prod(spacing))
+        st.caption(f"{area_px:,} px · **{area_mm2:,.1f} mm²** (from the DICOM pixel spacing)")
+    else:
+        st.caption(f"{area_px:,} px · no mm²: only a DICOM file gives the pixel spacing")
+    if lesions:
+        st.dataframe(
+            ui.lesion_table(lesions, with_mm2=spacing is not None),
+            hide_index=True,
+            width="stretch",
+            height=min(38 + 35 * len(lesions), 250),
+            column_config={
+                "Area (px)": st.column_config.NumberColumn(format="%d"),
+                "Area (%)": st.column_config.NumberColumn(format="%.3f"),
+                "Area (mm²)": st.column_config.NumberColumn(format="%.1f"),
+                "Mean probability": st.column_config.ProgressColumn(
+                    min_value=0.0, max_value=1.0, format="%.2f"
+                ),
+            },
+        )
+    else:
+        st.caption("No lesion at this threshold. Lower the threshold to see weaker findings.")
+
+
+def draw_classifier(source, status, display) -> dict[str, float] | None:
+    st.markdown("##### Classifier")
+    if not status.complete:
+        st.caption("No classifier trained yet. Train it with:")
+        st.code(ui.train_command_for(status), language="bash")
+        return None
+    try:
+        classifier = ui.load_classifier(status)
+        with st.spinner("Classifying…"):
+            probabilities = ui.class_probabilities(source, status, classifier)
+    except BtsegError as error:
+        common.error_box(error)
+        return None
+    predicted = max(probabilities, key=probabilities.get)
+    st.plotly_chart(
+        viz.class_probability_figure(
+            probabilities, title=f"Most likely: {predicted}", subtitle="Whole image"
+        ),
+        key="segment_class_chart",
+        config={"displayModeBar": False},
+        width="stretch",
+    )
+    if st.toggle("Grad-CAM: where the classifier looked", key="segment_gradcam"):
+        with st.spinner("Computing Grad-CAM…"):
+            cam = ui.grad_cam(source, status, classifier, display.shape[:2])
+        show(st, viz.gradcam_overlay(display, cam), f"Grad-CAM of “{predicted}”")
+    return probabilities
+
+
+def draw_downloads(source, mask, probability, label, threshold) -> None:
+    stem = ui.output_stem(source.name)
+    height, width = mask.shape
+    st.markdown("##### Downloads")
+    row = st.container(horizontal=True, gap="small")
+    row.download_button(
+        "Mask",
+        partial(ui.mask_png, mask),
+        file_name=f"{stem}_mask.png",
+        mime="image/png",
+        key="segment_download_mask",
+        icon=":material/download:",
+        on_click="ignore",
+        help=f"8-bit PNG, {width} × {height} px like the X-ray: 255 = lesion at threshold "
+        f"{ui.format_threshold(threshold)}, 0 = background.",
+    )
+    row.download_button(
+        "Probability map",
+        partial(ui.probability_png16, probability),
+        file_name=f"{stem}_probability.png",
+        mime="image/png",
+        key="segment_download_probability",
+        icon=":material/download:",
+        on_click="ignore",
+        help=f"16-bit grayscale PNG, {width} × {height} px: value = probability × 65535.",
+    )
+    row.download_button(
+        "LabelMe JSON",
+        partial(ui.labelme_json, mask, source.name, label),
+        file_name=f"{stem}.json",
+        mime="application/json",
+        key="segment_download_labelme",
+        icon=":material/download:",
+        on_click="ignore",
+        help="One rectangle and one polygon per lesion (LabelMe 5); opens in LabelMe and in btseg.",
+    )
+    st.caption("PNG files at the X-ray's full resolution.")
+
+
+def draw_ground_truth(source, display, mask, opacity) -> None:
+    st.subheader("Ground truth", anchor=False)
+    try:
+        truth, warnings = ui.truth_mask(source)
+    except BtsegError as error:
+        common.error_box(error)
+        return
+    scores = ui.mask_scores(truth, mask)
+    left, right, numbers = st.columns([2, 2, 1.3])
+    show(
+        left,
+        viz.segmentation_overlay(display, truth, alpha=opacity, color=viz.SEGMENT_COLORS["truth"]),
+        "Ground truth (LabelMe outline)",
+    )
+    show(
+        right,
+        viz.segmentation_overlay(display, mask, alpha=opacity, truth=truth),
+        "Prediction, true outline in yellow",
+    )
+    with numbers:
+        if scores["true_pixels"] == 0:
+            st.metric("False-positive pixels", f"{scores['false_positive_pixels']:,}", border=True)
+            st.caption(
+                "A normal image: Dice and IoU are undefined without a true lesion. Every "
+                "predicted pixel is a false positive."
+            )
+        else:
+            st.metric("Dice", ui.format_score(scores["dice"]), border=True)
+            st.metric("IoU", ui.format_score(scores["iou"]), border=True)
+            st.metric("Sensitivity", ui.format_score(scores["sensitivity"]), border=True)
+            st.metric("Precision", ui.format_score(scores["precision"]), border=True)
+        st.caption("At the current threshold, at full resolution.")
+    for warning in warnings:
+        st.caption(f":material/info: {warning}")
+
+
+def draw_canvas_check(source, display, mask, classifier_status) -> None:
+    st.subheader("Check against your own outline", anchor=False)
+    st.caption(
+        "Draw the true lesion: drag a box, or click around the lesion and click the first point "
+        "again to close an outline. Dice and IoU compare the model's mask with what you drew, "
+        "at full resolution; a box is also classified on its own."
+    )
+    mode_name = st.radio("Draw", list(DRAW_MODES), key="segment_draw_mode", horizontal=True)
+    geometry = ui.canvas_geometry(source.image.shape)
+    canvas_column, result_column = st.columns([geometry.width, max(400, geometry.width // 2)])
+    with canvas_column:
+        drawing = st_canvas(
+            fill_color="rgba(255, 127, 14, 0.18)",
+            stroke_width=2,
+            stroke_color=viz.SEGMENT_COLORS["drawn"],
+            background_image=ui.canvas_background(display, geometry),
+            update_streamlit=True,
+            width=geometry.width,
+            height=geometry.height,
+            drawing_mode=DRAW_MODES[mode_name],
+            key=f"segment_canvas_{DRAW_MODES[mode_name]}_{source.key[:16]}",
+        )
+    shapes = ui.drawn_shapes(drawing.json_data, geometry)
+    with result_column:
+        if not shapes:
+            st.info("Nothing drawn yet.", icon=":material/draw:")
+            return
+        truth = ui.drawn_mask(shapes, source.image.shape)
+        scores = ui.mask_scores(truth, mask)
+        first, second = st.columns(2)
+        first.metric("Dice", ui.format_score(scores["dice"]), border=True)
+        second.metric("IoU", ui.format_score(scores["iou"]), border=True)
+        kinds = {shape.label for shape in shapes}
+        st.caption(
+            f"Model mask against your {len(shapes)} shape{'s' if len(shapes) > 1 else ''} "
+            f"({scores['true_pixels']:,} px drawn, {scores['predicted_pixels']:,} px predicted)."
+            + (" A box also covers healthy bone around the lesion." if kinds == {"rect"} else "")
+        )
+        show(
+            st,
+            viz.segmentation_overlay(
+                display, mask, alpha=0.3, truth=truth, truth_color=viz.SEGMENT_COLORS["drawn"]
+            ),
+            "Prediction, your shape in orange",
+        )
+        boxes = [shape.box for shape in shapes if shape.box is not None]
+        box = ui.clipped_box(boxes[-1], source.image.shape) if boxes else None
+        if box is not None and classifier_status.complete:
+            try:
+                classifier = ui.load_classifier(classifier_status)
+                with st.spinner("Classifying the region…"):
+                    probabilities = ui.class_probabilities(
+                        source, classifier_status, classifier, box
+                    )
+            except BtsegError as error:
+                common.error_box(error)
+                return
+            st.plotly_chart(
+                viz.class_probability_figure(
+                    probabilities,
+                    title="Your box",
+                    subtitle=f"x {box[0]}–{box[2]}, y {box[1]}–{box[3]} px (with a margin)",
+                ),
+                key="segment_region_chart",
+                config={"displayModeBar": False},
+                width="stretch",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(
+        page_title="Segment · btseg", page_icon=":material/radiology:", layout="wide"
+    )
+    data_dir, models_dir = config.data_dir(), config.models_dir()
+    dataset = None
+    try:
+        dataset = common.load_dataset(data_dir)
+    except BtsegError:
+        pass  # uploads still work; the Dataset page explains what is wrong with the folder
+    common.sidebar_dataset_badge(data_dir, dataset)
+    status, classifier_status = model_ui(models_dir)
+    threshold, opacity = threshold_ui(status)
+    common.research_notice()
+
+    st.title("Segment")
+    st.caption(
+        "Where is the tumour, and what kind may it be? Pick a test-split image or upload an "
+        "X-ray; tune the threshold in the sidebar."
+    )
+    if not status.complete:
+        draw_missing_model(status, data_dir)
+        return
+    source = source_ui(dataset)
+    if source is None:
+        return
+    try:
+        segmenter = ui.load_segmenter(status)
+        with st.spinner(f"Segmenting with the {status.label}…"):
+            probability = ui.probability_map(source, status, segmenter)
+    except BtsegError as error:
+        common.error_box(error, ui.train_commands(status.name, data_dir))
+        return
+
+    spacing = source.image.pixel_spacing_mm
+    mask, lesions = threshold_probability_map(probability, threshold, pixel_spacing_mm=spacing)
+    display, scale = ui.display_copy(source)
+
+    st.caption(ui.image_caption(source))
+    for note in source.image.notes:
+        st.caption(f":material/info: {note}")
+    image_column, side_column = st.columns([3, 2], gap="large")
+    with image_column:
+        view_column, boxes_column = st.columns([4, 1], vertical_alignment="bottom")
+        view = view_column.segmented_control(
+            "View", VIEWS, default=VIEWS[0], key="segment_view", required=True
+        )
+        show_boxes = boxes_column.toggle("Boxes", value=True, key="segment_boxes")
+        display_probability = ui.display_map(source, status, probability, display.shape[:2])
+        draw_image_view(
+            view, display, scale, display_probability, mask, lesions, opacity, show_boxes
+        )
+    with side_column:
+        st.markdown(
+            f"##### Findings · {status.label} at threshold {ui.format_threshold(threshold)}"
+        )
+        draw_findings(lesions, mask, spacing)
+        probabilities = draw_classifier(source, classifier_status, display)
+        draw_downloads(source, mask, probability, ui.lesion_label(probabilities), threshold)
+
+    if source.from_test_split:
+        st.divider()
+        draw_ground_truth(source, display, mask, opacity)
+    st.divider()
+    draw_canvas_check(source, display, mask, classifier_status)
+
+
+main()

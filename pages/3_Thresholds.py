@@ -1,0 +1,449 @@
+"""Thresholds page: how each segmenter behaves across thresholds on the test split, and the
+classifier's ROC curves, confusion matrix and calibration.
+
+Widgets -> btseg.evaluation (read from the run folders, no TensorFlow) -> btseg.viz -> drawing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from btseg import config, metrics, viz
+from btseg.errors import BtsegError
+from btseg_app import common, evaluation_ui
+
+STUDY_THRESHOLDS = metrics.STUDY_THRESHOLDS
+PIXEL_LABELS = ("background", "tumour")
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A metric for display: 3 decimals, "–" for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def fmt_threshold(value: float) -> str:
+    return f"{value:.4g}"
+
+
+METRIC_ROWS = (
+    ("mean_dice", "Mean Dice (tumour images)"),
+    ("mean_iou", "Mean IoU (tumour images)"),
+    ("dice", "Pooled Dice"),
+    ("iou", "Pooled IoU"),
+    ("sensitivity", "Sensitivity (recall)"),
+    ("specificity", "Specificity"),
+    ("precision", "Precision"),
+    ("f1", "F1"),
+    ("accuracy", "Pixel accuracy"),
+    ("tumour_detection_rate", "Tumour images found"),
+    ("normal_fp_rate", "Normal images flagged"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Widgets
+
+
+def model_ui() -> str:
+    """The segmenter to study (attention U-Net by default)."""
+    choice = st.segmented_control(
+        "Segmentation model",
+        list(evaluation_ui.SEGMENTATION_RUNS),
+        default=evaluation_ui.SEGMENTATION_RUNS[0],
+        format_func=viz.model_label,
+        key="thresholds_model",
+    )
+    return choice or evaluation_ui.SEGMENTATION_RUNS[0]
+
+
+def threshold_ui(model: str, evaluation) -> float:
+    """A threshold slider over the evaluation's sweep thresholds (log-spaced, so the slider is
+    a log scale from 1e-4 to 0.99), starting at the validation threshold, with quick settings."""
+    options = [float(value) for value in evaluation.thresholds]
+    validation, best = evaluation.validation_threshold, evaluation.best_threshold
+    key = f"thresholds_threshold_{model}"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = evaluation.nearest_sweep_threshold(validation)
+
+    def set_to(value: float) -> None:
+        st.session_state[key] = evaluation.nearest_sweep_threshold(value)
+
+    slider_column, buttons_column = st.columns([5, 4], vertical_alignment="bottom")
+    with slider_column:
+        threshold = st.select_slider(
+            "Threshold (log scale): a pixel is tumour when its probability is at least this",
+            options=options,
+            format_func=fmt_threshold,
+            key=key,
+        )
+    with buttons_column:
+        left, middle, right = st.columns(3)
+        left.button(
+            "Validation", key=f"thresholds_set_validation_{model}", icon=":material/flag:",
+            on_click=set_to, args=(validation,), width="stretch",
+            help=f"{fmt_threshold(validation)}: the operating point, chosen on the validation "
+            "images only.",
+        )
+        if best is not None:
+            middle.button(
+                "Best on test", key=f"thresholds_set_best_{model}", icon=":material/warning:",
+                on_click=set_to, args=(best,), width="stretch",
+                help=f"{fmt_threshold(best)}: optimistic, picked by looking at the test answers.",
+            )
+        right.button("0.5", key=f"thresholds_set_half_{model}", on_click=set_to, args=(0.5,),
+                     width="stretch", help="The default of most code, and the study's first row.")
+    return float(threshold)
+
+
+# --------------------------------------------------------------------------------------------
+# Segmentation sections
+
+
+def draw_summary(evaluation, validation: float) -> None:
+    summary = evaluation.summary
+    at_validation = summary.get("at_validation_threshold", {}) or {}
+    ci = at_validation.get("ci95", {}) or {}
+    best = summary.get("best_on_test", {}) or {}
+    interval = ci.get("mean_dice_tumour")
+    columns = st.columns(5)
+    columns[0].metric(
+        "Validation threshold", fmt_threshold(validation), border=True,
+        help="Chosen on the validation images (max mean Dice): the operating point.",
+    )
+    columns[1].metric(
+        "Mean Dice at it", fmt(at_validation.get("mean_dice_tumour")), border=True,
+        help="Mean of per-image Dice over the test images with a tumour"
+        + (f"; 95% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "") + ".",
+    )
+    columns[2].metric("Pixel ROC AUC", fmt(summary.get("pixel_auc")), border=True,
+                      help="Over every test pixel at original resolution.")
+    columns[3].metric("Average precision", fmt(summary.get("average_precision")), border=True,
+                      help="Area under the pixel precision-recall curve.")
+    flagged = at_validation.get("normal_fp_rate")
+    columns[4].metric(
+        "Normals flagged", "–" if flagged is None else f"{100 * flagged:.0f}%", border=True,
+        help="Normal test images with any predicted lesion at the validation threshold.",
+    )
+    parts = [
+        f"Test split: {summary.get('n_test_images', '?')} images, "
+        f"{summary.get('n_tumour_images', '?')} with a tumour, "
+        f"{summary.get('n_normal_images', '?')} normal; metrics at the original resolution."
+    ]
+    if interval:
+        parts.append(f"Mean Dice 95% interval (bootstrap over patients): {fmt(interval[0])}–{fmt(interval[1])}.")
+    if best.get("threshold") is not None:
+        parts.append(
+            f"Best on test: threshold {fmt_threshold(best['threshold'])}, mean Dice "
+            f"{fmt(best.get('mean_dice_tumour'))} — optimistic, since it was chosen on the test answers."
+        )
+    st.caption(" ".join(parts))
+
+
+def draw_threshold_section(evaluation, model: str, validation: float) -> float:
+    st.header("Move the threshold", divider="gray")
+    threshold = threshold_ui(model, evaluation)
+    chosen = evaluation_ui.metrics_at(evaluation, threshold)
+    reference = evaluation_ui.metrics_at(evaluation, validation)
+
+    cards = st.columns(5)
+    for column, (key, label) in zip(
+        cards,
+        (("mean_dice", "Mean Dice"), ("dice", "Pooled Dice"), ("iou", "Pooled IoU"),
+         ("sensitivity", "Sensitivity"), ("specificity", "Specificity")),
+        strict=True,
+    ):
+        delta = chosen[key] - reference[key]
+        column.metric(
+            label, fmt(chosen[key]), border=True,
+            delta=None if threshold == validation or math.isnan(delta) else f"{delta:+.3f}",
+            help="Below the value: the change against the validation threshold (the operating "
+            "point).",
+        )
+    left, right = st.columns([2, 3])
+    with left:
+        matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
+        figure = viz.confusion_matrix_figure(
+            matrix, PIXEL_LABELS, title=f"Pixels at threshold {fmt_threshold(threshold)}",
+            subtitle="Every test pixel at original resolution; exact at this threshold",
+            compact=True,
+        )
+        st.plotly_chart(figure, key="thresholds_pixel_confusion", config={"displaylogo": False},
+                        width="stretch")
+    with right:
+        rows = [
+            {
+                "metric": label,
+                f"at {fmt_threshold(threshold)}": chosen[key],
+                f"validation {fmt_threshold(validation)}": reference[key],
+            }
+            for key, label in METRIC_ROWS
+        ]
+        table = pd.DataFrame(rows)
+        st.dataframe(
+            table, hide_index=True, width="stretch", key="thresholds_metric_table",
+            height=36 + 35 * len(table),
+            column_config={
+                column: st.column_config.NumberColumn(column, format="%.3f")
+                for column in table.columns[1:]
+            },
+        )
+        st.caption(
+            f"Pixel counts: TP {chosen['tp']:,} · FP {chosen['fp']:,} · FN {chosen['fn']:,} · "
+            f"TN {chosen['tn']:,}. Pixel F1 equals pooled Dice. Mean Dice averages the Dice of "
+            "each test image with a tumour; normal images are counted separately as "
+            "\"flagged\" when any lesion is predicted."
+        )
+    return threshold
+
+
+def draw_curves(evaluation, model: str, threshold: float, validation: float, best: float | None) -> None:
+    sweep = evaluation.sweep
+    st.plotly_chart(
+        viz.threshold_curves_figure(
+            sweep, chosen=threshold, validation_threshold=validation, best_on_test=best,
+            subtitle="Pooled over every test pixel; mean Dice over the test images with a tumour",
+        ),
+        key="thresholds_curves", config={"displaylogo": False}, width="stretch",
+    )
+    left, right = st.columns(2)
+    with left:
+        if "normal_fp_rate" in sweep.columns:
+            st.plotly_chart(
+                viz.normal_fp_figure(
+                    {model: (sweep["threshold"], sweep["normal_fp_rate"])},
+                    chosen=threshold, validation_threshold=validation,
+                    n_normal_images=evaluation.summary.get("n_normal_images"),
+                ),
+                key="thresholds_normal_fp", config={"displaylogo": False}, width="stretch",
+            )
+    with right:
+        per_image = evaluation.per_image_at(threshold)
+        st.plotly_chart(
+            viz.size_bucket_figure(
+                {model: per_image[per_image["tumour"].astype(bool)]},
+                title=f"Mean Dice by lesion size at {fmt_threshold(threshold)}",
+                subtitle="Bucket: share of the image the true lesion covers",
+            ),
+            key="thresholds_size_buckets", config={"displaylogo": False}, width="stretch",
+        )
+
+
+def operating_points(evaluation, validation: float) -> tuple[tuple[float, float], tuple[float, float]]:
+    """((fpr, tpr), (recall, precision)) at the validation threshold."""
+    values = evaluation.metrics_at(validation)
+    fpr = 1.0 - float(values["specificity"])
+    return (fpr, float(values["sensitivity"])), (float(values["sensitivity"]), float(values["precision"]))
+
+
+def draw_roc_pr(evaluation, model: str, validation: float) -> None:
+    st.header("Pixel ROC and precision-recall", divider="gray")
+    curves = evaluation.curves
+    summary = evaluation.summary
+    roc_point, pr_point = operating_points(evaluation, validation)
+    positives, negatives = (int(np.sum(part)) for part in evaluation.histogram)
+    prevalence = positives / (positives + negatives) if positives + negatives else None
+    log_fpr = st.toggle(
+        "Log false-positive axis", value=True, key="thresholds_log_fpr",
+        help="Tumour pixels are rare, so the useful part of the ROC is at tiny false-positive rates.",
+    )
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(
+            viz.roc_figure(
+                {model: (curves["roc_fpr"], curves["roc_tpr"])},
+                areas={model: summary.get("pixel_auc")}, points={model: roc_point}, log_fpr=log_fpr,
+            ),
+            key="thresholds_roc", config={"displaylogo": False}, width="stretch",
+        )
+    with right:
+        st.plotly_chart(
+            viz.pr_figure(
+                {model: (curves["pr_recall"], curves["pr_precision"])},
+                areas={model: summary.get("average_precision")}, prevalence=prevalence,
+                points={model: pr_point},
+            ),
+            key="thresholds_pr", config={"displaylogo": False}, width="stretch",
+        )
+    st.caption(
+        "The diamond is the validation threshold. With tumour pixels this rare, a ROC AUC near 1 "
+        "says little: the precision-recall curve and its average precision show how many "
+        "predicted pixels are really tumour."
+    )
+
+
+STUDY_COLUMNS = (
+    ("mean_dice", "Mean Dice"),
+    ("mean_iou", "Mean IoU"),
+    ("dice", "Pooled Dice"),
+    ("iou", "Pooled IoU"),
+    ("sensitivity", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("precision", "Precision"),
+    ("accuracy", "Pixel accuracy"),
+    ("tumour_detection_rate", "Tumours found"),
+    ("normal_fp_rate", "Normals flagged"),
+)
+
+
+def draw_study_table(evaluation, validation: float) -> None:
+    st.header("The study's thresholds", divider="gray")
+    rows = []
+    for threshold, label in [*((value, fmt_threshold(value)) for value in STUDY_THRESHOLDS),
+                             (validation, f"{fmt_threshold(validation)} (validation)")]:
+        values = evaluation_ui.metrics_at(evaluation, threshold)
+        rows.append({"threshold": label, **{name: values[key] for key, name in STUDY_COLUMNS}})
+    table = pd.DataFrame(rows)
+    st.dataframe(
+        table, hide_index=True, width="stretch", key="thresholds_study_table",
+        height=36 + 35 * len(table),
+        column_config={
+            "threshold": st.column_config.TextColumn("threshold", width="medium"),
+            **{name: st.column_config.NumberColumn(name, format="%.3f")
+               for _, name in STUDY_COLUMNS},
+        },
+    )
+    st.caption(
+        "The BTXRD study swept these thresholds and reported the best on test; the attention "
+        "U-Net it describes reached its best mean Dice at 0.001. Here the operating point is the "
+        f"validation threshold ({fmt_threshold(validation)}, last row); a best row picked from "
+        "this table is optimistic. Mean Dice and IoU average the test images with a tumour; "
+        "\"tumours found\" and \"normals flagged\" count images with any predicted lesion."
+    )
+
+
+def draw_segmentation(model: str) -> None:
+    run_dir = config.models_dir() / model
+    try:
+        evaluation = evaluation_ui.load_segmentation(run_dir)
+    except BtsegError as error:
+        evaluation_ui.missing_evaluation_box(model, error)
+        return
+    validation = evaluation.validation_threshold
+    best = evaluation.best_threshold
+    draw_summary(evaluation, validation)
+    threshold = draw_threshold_section(evaluation, model, validation)
+    draw_curves(evaluation, model, threshold, validation, best)
+    draw_roc_pr(evaluation, model, validation)
+    draw_study_table(evaluation, validation)
+
+
+# --------------------------------------------------------------------------------------------
+# Classifier
+
+
+def draw_classifier() -> None:
+    st.header("Classifier: normal, benign, malignant", divider="gray")
+    run_name = "classifier"
+    try:
+        evaluation = evaluation_ui.load_classifier(config.models_dir() / run_name)
+    except BtsegError as error:
+        evaluation_ui.missing_evaluation_box(run_name, error)
+        return
+    summary = evaluation.summary
+    ci = summary.get("ci95", {}) or {}
+    macro_ci = ci.get("macro_auc")
+    cards = st.columns(4)
+    cards[0].metric("Accuracy", fmt(summary.get("accuracy")), border=True)
+    cards[1].metric("Balanced accuracy", fmt(summary.get("balanced_accuracy")), border=True,
+                    help="Mean recall of the three classes: malignant images count as much as normal ones.")
+    cards[2].metric(
+        "Macro AUC", fmt(summary.get("macro_auc")), border=True,
+        help="Mean of the one-vs-rest AUCs"
+        + (f"; 95% interval {fmt(macro_ci[0])}–{fmt(macro_ci[1])}" if macro_ci else "") + ".",
+    )
+    cards[3].metric("Calibration error (ECE)", fmt(summary.get("ece")), border=True,
+                    help="Mean gap between confidence and accuracy over confidence bins.")
+    if macro_ci:
+        st.caption(f"Macro AUC 95% interval (bootstrap over patients): {fmt(macro_ci[0])}–{fmt(macro_ci[1])}. "
+                   f"{len(evaluation.predictions)} test images.")
+
+    names = evaluation.class_names or list(config.CLASS_NAMES)
+    left, right = st.columns(2)
+    with left:
+        roc = evaluation.class_roc_curves()
+        st.plotly_chart(
+            viz.class_roc_figure(
+                {name: (curve["fpr"], curve["tpr"]) for name, curve in roc.items()},
+                areas={name: curve["auc"] for name, curve in roc.items()},
+                macro_auc=summary.get("macro_auc"),
+                macro_ci=tuple(macro_ci) if macro_ci else None,
+            ),
+            key="thresholds_class_roc", config={"displaylogo": False}, width="stretch",
+        )
+    with right:
+        st.plotly_chart(
+            viz.confusion_matrix_figure(
+                evaluation.confusion_matrix(), names, title="Classifier confusion matrix",
+                subtitle="Test images; shares of the true class (recall on the diagonal)",
+                colors=[viz.CLASS_COLORS.get(name, "#5b6b75") for name in names],
+            ),
+            key="thresholds_class_confusion", config={"displaylogo": False}, width="stretch",
+        )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Per class** (one class against the rest)")
+        st.dataframe(
+            evaluation.per_class_table(),
+            hide_index=True, width="stretch", key="thresholds_class_table",
+            column_config={
+                "class": st.column_config.TextColumn("class", width="small"),
+                "precision": st.column_config.NumberColumn("precision", format="%.3f"),
+                "recall": st.column_config.NumberColumn("recall", format="%.3f"),
+                "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+                "auc": st.column_config.NumberColumn("AUC", format="%.3f"),
+                "average_precision": st.column_config.NumberColumn("AP", format="%.3f"),
+                "support": st.column_config.NumberColumn("images", format="%d"),
+            },
+        )
+        st.caption(
+            "Recall of a class is the diagonal share of its row in the confusion matrix; "
+            "balanced accuracy is the mean of the recalls, so the rare malignant class counts "
+            "as much as the others. Empty cells: a class with no test image, or never predicted."
+        )
+    with right:
+        curve = evaluation.reliability_curve()
+        st.plotly_chart(
+            viz.reliability_figure(
+                curve["confidence"], curve["accuracy"], curve["count"], curve["edges"],
+                ece=summary.get("ece"),
+            ),
+            key="thresholds_reliability", config={"displaylogo": False}, width="stretch",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    st.set_page_config(page_title="Thresholds · btseg", page_icon=":material/tune:", layout="wide")
+    data_dir = config.data_dir()
+    try:
+        dataset = common.load_dataset(data_dir)
+    except BtsegError:
+        dataset = None
+    common.sidebar_dataset_badge(data_dir, dataset)
+    common.research_notice()
+
+    st.title("Thresholds")
+    st.markdown(
+        "How the segmentation models behave as the threshold moves, measured on the **test "
+        "split** (patients the models never saw). The **validation threshold** is each model's "
+        "operating point, chosen without looking at the test images; the **best threshold on "
+        "test** is shown for reference and is **optimistic**."
+    )
+    model = model_ui()
+    draw_segmentation(model)
+    draw_classifier()
+
+
+main()

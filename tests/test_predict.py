@@ -1,0 +1,272 @@
+"""`btseg predict` (btseg.infer.predict_paths / run_predict) on folders of good and bad files."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from test_infer import tiny_runs
+
+from btseg.data.labelme import lesions_mask, read_annotation
+from btseg.errors import ConfigError, RunError
+from btseg.infer import (
+    SUMMARY_COLUMNS,
+    Classifier,
+    Segmenter,
+    expand_paths,
+    predict_paths,
+    run_predict,
+)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tiny_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def models(runs):
+    return Segmenter.from_run(runs["attention"]), Classifier.from_run(runs["classifier"])
+
+
+def small_xrays(runs, count: int) -> list[np.ndarray]:
+    """Phantom radiographs shrunk to at most 200 px a side, to keep the test quick."""
+    images = []
+    for path in sorted((runs["data"] / "images").iterdir())[:count]:
+        pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        scale = 200 / max(pixels.shape)
+        size = (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale))
+        images.append(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
+    return images
+
+
+def write_dicom(path, pixels: np.ndarray, spacing: tuple[float, float]) -> None:
+    """An 8-bit MONOCHROME2 digital X-ray DICOM file with a pixel spacing."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "DX"
+    dataset.Rows, dataset.Columns = pixels.shape
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    dataset.PixelSpacing = list(spacing)
+    dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture
+def folder(tmp_path, runs):
+    """Good JPEG and PNG files, one bad file of each kind, a note and a subfolder."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    first, second, third = small_xrays(runs, 3)
+    cv2.imwrite(str(folder / "a_good.jpg"), first)
+    cv2.imwrite(str(folder / "b_good.PNG"), second)
+    pixels = second.copy()
+    pixels[0, 0], pixels[-1, -1] = 0, 255  # the full range: min/max scaling leaves it unchanged
+    write_dicom(folder / "b_scan.dcm", pixels, (0.2, 0.15))
+    jpeg = cv2.imencode(".jpg", third)[1].tobytes()
+    (folder / "c_corrupt.jpeg").write_bytes(jpeg[:20] + bytes(200))
+    (folder / "d_empty.jpg").write_bytes(b"")
+    (folder / "e_text.png").write_text("not an image\n")
+    (folder / "notes.txt").write_text("scanned on Monday\n")
+    (folder / "older").mkdir()
+    (folder / ".DS_Store").write_bytes(b"\x00\x01")
+    return folder
+
+
+def low_threshold(segmenter, image) -> float:
+    """A threshold that leaves lesions on this tiny, barely trained model."""
+    return float(np.quantile(segmenter.probability_maps([image])[0], 0.9))
+
+
+@pytest.mark.slow
+def test_folder_with_good_and_bad_files(folder, models, runs, tmp_path):
+    segmenter, classifier = models
+    threshold = low_threshold(segmenter, small_xrays(runs, 1)[0])
+    calls = []
+    out = tmp_path / "out"
+    summary = predict_paths(
+        [folder],
+        out,
+        segmenter,
+        classifier,
+        threshold=threshold,
+        batch_size=4,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    names = [name.split("/")[-1] for name in summary["file"]]
+    assert names == [
+        "a_good.jpg", "b_good.PNG", "b_scan.dcm", "c_corrupt.jpeg", "d_empty.jpg", "e_text.png",
+        "notes.txt", "older",
+    ]  # fmt: skip
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    assert calls == [(done, 8) for done in range(1, 9)]
+    status = dict(zip(names, summary["status"], strict=True))
+    error = dict(zip(names, summary["error"], strict=True))
+    assert status == {
+        "a_good.jpg": "ok", "b_good.PNG": "ok", "b_scan.dcm": "ok", "c_corrupt.jpeg": "error",
+        "d_empty.jpg": "error", "e_text.png": "error", "notes.txt": "skipped", "older": "skipped",
+    }  # fmt: skip
+    assert "damaged JPEG" in error["c_corrupt.jpeg"]
+    assert "empty (0 bytes)" in error["d_empty.jpg"]
+    assert "text file" in error["e_text.png"]
+    assert "not an image file name" in error["notes.txt"]
+    assert "not searched recursively" in error["older"]
+    assert error["a_good.jpg"] == ""
+
+    good = summary[summary["status"] == "ok"]
+    probabilities = good[["prob_normal", "prob_benign", "prob_malignant"]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert list(good["predicted_class"]) == [
+        ("normal", "benign", "malignant")[index] for index in probabilities.argmax(axis=1)
+    ]
+    assert (good["segmentation_run"] == "attention_unet").all()
+    assert (good["classifier_run"] == "classifier").all()
+    assert (summary["threshold"] == threshold).all()
+    bad = summary[summary["status"] != "ok"]
+    assert bad["prob_normal"].isna().all() and bad["height"].isna().all()
+    assert (bad["mask_file"] == "").all()
+
+    written = sorted(path.name for path in out.iterdir())
+    assert written == ["a_good.json", "a_good_mask.png", "b_good.json", "b_good_mask.png",
+                       "b_scan.json", "b_scan_mask.png", "summary.csv"]  # fmt: skip
+    png, dicom = (summary[summary["file"].str.endswith(name)].iloc[0]
+                  for name in ("b_good.PNG", "b_scan.dcm"))  # fmt: skip
+    dicom_mask = cv2.imread(str(out / "b_scan_mask.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert dicom["lesion_area_mm2"] == pytest.approx(dicom_mask.sum() * 0.2 * 0.15)
+    assert dicom["lesions"] >= 1 and np.isnan(png["lesion_area_mm2"])
+    from_disk = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    assert list(from_disk.columns) == list(SUMMARY_COLUMNS)
+    assert list(from_disk["status"]) == list(summary["status"])
+
+    images = {"a_good": cv2.imread(str(folder / "a_good.jpg"), cv2.IMREAD_GRAYSCALE),
+              "b_good": cv2.imread(str(folder / "b_good.PNG"), cv2.IMREAD_GRAYSCALE)}  # fmt: skip
+    for stem, image in images.items():
+        row = summary[summary["mask_file"] == f"{stem}_mask.png"].iloc[0]
+        mask = cv2.imread(str(out / f"{stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.dtype == np.uint8 and mask.shape == image.shape
+        assert set(np.unique(mask)) <= {0, 255}
+        assert (row["height"], row["width"]) == image.shape
+        assert row["lesion_area_percent"] == pytest.approx(100 * (mask > 0).mean())
+        expected = segmenter.segment(image, threshold=threshold)
+        np.testing.assert_array_equal(mask > 0, expected.mask > 0)
+        assert row["lesions"] == len(expected.lesions)
+
+        annotation = read_annotation(out / f"{stem}.json")
+        assert (annotation.height, annotation.width) == image.shape
+        assert len(annotation.lesions) == row["lesions"] > 0
+        label = row["predicted_class"] if row["predicted_class"] != "normal" else "tumor"
+        assert {lesion.label for lesion in annotation.lesions} == {label}
+        drawn = lesions_mask(annotation.lesions, image.shape) > 0
+        truth = mask > 0
+        assert (drawn & truth).sum() / (drawn | truth).sum() >= 0.98
+
+
+@pytest.mark.slow
+def test_batch_size_does_not_change_the_results(models, runs, tmp_path):
+    segmenter, classifier = models
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index, image in enumerate(small_xrays(runs, 5)):
+        cv2.imwrite(str(folder / f"x{index}.png"), image)
+    threshold = low_threshold(segmenter, small_xrays(runs, 1)[0])
+    one = predict_paths([folder], tmp_path / "one", segmenter, classifier, threshold, batch_size=1)
+    three = predict_paths(
+        [folder], tmp_path / "three", segmenter, classifier, threshold, batch_size=3
+    )
+    columns = ["prob_normal", "prob_benign", "prob_malignant", "lesion_area_percent"]
+    np.testing.assert_allclose(one[columns].to_numpy(), three[columns].to_numpy(), atol=1e-4)
+    for name in one["mask_file"]:
+        first = cv2.imread(str(tmp_path / "one" / name), cv2.IMREAD_UNCHANGED)
+        again = cv2.imread(str(tmp_path / "three" / name), cv2.IMREAD_UNCHANGED)
+        assert (first != again).mean() < 1e-3  # only pixels within 1e-5 of the threshold may flip
+
+
+@pytest.mark.slow
+def test_files_given_one_by_one_and_same_stems(models, runs, tmp_path):
+    segmenter, _ = models
+    image = small_xrays(runs, 1)[0]
+    cv2.imwrite(str(tmp_path / "scan.png"), image)
+    cv2.imwrite(str(tmp_path / "scan.jpg"), image)
+    (tmp_path / "png_really.dat").write_bytes((tmp_path / "scan.png").read_bytes())
+    summary = predict_paths(
+        [tmp_path / "scan.png", tmp_path / "scan.jpg", tmp_path / "png_really.dat",
+         tmp_path / "missing.png"],
+        tmp_path / "out", segmenter, None,
+    )  # fmt: skip
+    assert list(summary["status"]) == ["ok", "ok", "ok", "error"]
+    assert list(summary["mask_file"]) == ["scan_mask.png", "scan-jpg_mask.png",
+                                          "png_really_mask.png", ""]  # fmt: skip
+    assert "does not exist" in summary["error"].iloc[3]
+    assert summary["prob_benign"].isna().all() and (summary["predicted_class"] == "").all()
+    assert (summary["threshold"] == segmenter.threshold).all()
+    assert (summary["classifier_run"] == "").all()
+
+
+def test_expand_paths_is_top_level_sorted_and_skips_hidden(tmp_path):
+    for name in ("b.JPG", "a.dcm", "c.jpeg", "readme.md", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.png").write_bytes(b"x")
+    entries = expand_paths([tmp_path])
+    assert [(entry.path.name, bool(entry.skipped)) for entry in entries] == [
+        ("a.dcm", False), ("b.JPG", False), ("c.jpeg", False), ("readme.md", True),
+        ("sub", True),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_run_predict_loads_runs_and_warns_without_classifier(runs, tmp_path):
+    image = small_xrays(runs, 1)[0]
+    cv2.imwrite(str(tmp_path / "scan.png"), image)
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    shutil.copytree(runs["attention"], models_dir / "attention_unet")
+    with pytest.warns(UserWarning, match="btseg train --model classifier"):
+        summary = run_predict([tmp_path / "scan.png"], tmp_path / "out", models_dir)
+    assert list(summary["status"]) == ["ok"]
+    assert summary["prob_normal"].isna().all()
+    assert "no class probabilities" in summary.attrs["warnings"][0]
+
+    shutil.copytree(runs["classifier"], models_dir / "classifier")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = run_predict(
+            [tmp_path / "scan.png"], tmp_path / "out", models_dir, threshold=0.25, batch_size=2
+        )
+    assert summary["prob_normal"].notna().all() and summary["threshold"].iloc[0] == 0.25
+    assert summary.attrs["warnings"] == []
+
+
+def test_run_predict_errors_name_the_fix(tmp_path):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    with pytest.raises(ConfigError, match="no file to predict"):
+        run_predict([scans], tmp_path / "out", tmp_path / "no_models")
+    (scans / "x.png").write_bytes(b"x")
+    with pytest.raises(RunError, match="btseg train --model attention"):
+        run_predict([scans], tmp_path / "out", tmp_path / "no_models")
+    with pytest.raises(RunError, match="btseg train --model basic"):
+        run_predict([scans], tmp_path / "out", tmp_path / "no_models", model="basic")
+    with pytest.raises(ConfigError, match="--model"):
+        run_predict([tmp_path], tmp_path / "out", tmp_path, model="classifier")
+    with pytest.raises(ConfigError, match="--threshold"):
+        run_predict([tmp_path], tmp_path / "out", tmp_path, threshold=2.0)
+    with pytest.raises(ConfigError, match="--batch-size"):
+        run_predict([tmp_path], tmp_path / "out", tmp_path, batch_size=0)

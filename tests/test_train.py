@@ -1,0 +1,254 @@
+"""Input pipeline, training configs, threshold choice and tiny trainings into run folders."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+from btseg import pipeline, runs, train
+from btseg.data import images
+from btseg.errors import ConfigError
+
+# ------------------------------------------------------------------------------------------------
+# Pipeline
+
+
+def _arrays(count: int = 6, size: int = 16, tumours: int = 2, seed: int = 0) -> SimpleNamespace:
+    """CachedArrays-like arrays: the first `tumours` images have a 4x4 tumour, labels 1."""
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((count, size, size), np.uint8)
+    masks[:tumours, 4:8, 6:10] = 1
+    labels = np.zeros(count, np.int8)
+    labels[:tumours] = 1
+    return SimpleNamespace(
+        images=rng.integers(0, 256, (count, size, size), dtype=np.uint8),
+        masks=masks,
+        labels=labels,
+        size=size,
+    )
+
+
+def test_model_input_equals_images_preprocess_on_every_uint8_value():
+    cached = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = images.preprocess(cached, 16)
+    actual = np.asarray(pipeline.model_input(cached))
+    assert actual.dtype == np.float32 and actual.shape == (16, 16, 3)
+    np.testing.assert_array_equal(actual, expected)
+
+
+def test_validation_batches_are_the_preprocessed_images_and_masks_in_order():
+    arrays = _arrays()
+    dataset, steps = pipeline.segmentation_dataset(arrays, np.array([3, 0, 1]), 2, training=False)
+    batches = list(dataset)
+    assert steps == 2 and [len(b[0]) for b in batches] == [2, 1]
+    image_batch = np.concatenate([np.asarray(b[0]) for b in batches])
+    mask_batch = np.concatenate([np.asarray(b[1]) for b in batches])
+    for row, position in enumerate([3, 0, 1]):
+        np.testing.assert_array_equal(image_batch[row], images.preprocess(arrays.images[position], 16))
+        np.testing.assert_array_equal(mask_batch[row, ..., 0], arrays.masks[position])
+
+
+def test_augmentation_moves_image_and_mask_together():
+    import tensorflow as tf
+
+    mask = np.zeros((32, 32, 1), np.float32)
+    mask[5:12, 8:20] = 1.0
+    augmentation = pipeline.Augmentation(rotation_degrees=25, shift_fraction=0.1, zoom_range=0.2,
+                                         brightness=0.0, contrast=0.0)
+    tf.random.set_seed(0)
+    for _ in range(10):
+        image, warped_mask = pipeline.augment_pair(tf.constant(mask), tf.constant(mask), augmentation)
+        image, warped_mask = np.asarray(image), np.asarray(warped_mask)
+        assert set(np.unique(warped_mask)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(image >= 0.5, warped_mask == 1.0)
+
+
+def test_flip_only_augmentation_mirrors_exactly():
+    import tensorflow as tf
+
+    image = np.random.default_rng(0).random((16, 16, 1)).astype(np.float32)
+    augmentation = pipeline.Augmentation(rotation_degrees=0, shift_fraction=0, zoom_range=0,
+                                         brightness=0, contrast=0)
+    seen = set()
+    tf.random.set_seed(1)
+    for _ in range(12):
+        out = np.asarray(pipeline.augment_pair(tf.constant(image), None, augmentation)[0])
+        if np.array_equal(out, image):
+            seen.add("same")
+        else:
+            np.testing.assert_allclose(out, image[:, ::-1], atol=1e-6)
+            seen.add("mirrored")
+    assert seen == {"same", "mirrored"}
+
+
+def test_brightness_and_contrast_change_the_image_only():
+    import tensorflow as tf
+
+    mask = np.zeros((16, 16, 1), np.float32)
+    mask[4:8, 4:8] = 1
+    image = np.full((16, 16, 1), 0.5, np.float32)
+    augmentation = pipeline.Augmentation(flip=False, rotation_degrees=0, shift_fraction=0,
+                                         zoom_range=0, brightness=0.3, contrast=0.0)
+    tf.random.set_seed(2)
+    out_image, out_mask = pipeline.augment_pair(tf.constant(image), tf.constant(mask), augmentation)
+    np.testing.assert_array_equal(np.asarray(out_mask), mask)
+    assert not np.allclose(np.asarray(out_image), 0.5)
+    assert np.ptp(np.asarray(out_image)) < 1e-6  # one brightness shift for the whole image
+
+
+def test_balanced_sampling_draws_tumour_images_at_the_balance_ratio():
+    arrays = _arrays(count=20, tumours=2)
+    dataset, steps = pipeline.segmentation_dataset(
+        arrays, np.arange(20), 10, training=True, tumour_fraction=0.5, seed=0
+    )
+    assert steps == 2
+    with_tumour = [
+        bool(mask.any()) for _, masks in dataset.take(40) for mask in np.asarray(masks)
+    ]
+    assert len(with_tumour) == 400
+    assert 0.42 < np.mean(with_tumour) < 0.58  # 2 of 20 images (0.1) without balancing
+
+
+def test_class_weights_are_inverse_frequency_normalised_to_mean_one():
+    np.testing.assert_allclose(pipeline.class_weights(np.array([0, 0, 0, 1]), 3), [2 / 3, 2.0, 0.0])
+    weights = pipeline.class_weights(np.array([0, 0, 1, 2, 2, 2]), 3)
+    counts = np.array([2, 1, 3])
+    assert np.dot(weights, counts) == pytest.approx(6)
+    with pytest.raises(ValueError):
+        pipeline.class_weights(np.array([0, 3]), 3)
+
+
+def test_classification_batches_hold_images_and_labels():
+    arrays = _arrays()
+    dataset, steps = pipeline.classification_dataset(arrays, np.arange(6), 4, training=False)
+    image_batch, label_batch = next(iter(dataset))
+    assert steps == 2
+    assert image_batch.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(np.asarray(label_batch), [1, 1, 0, 0])
+
+
+# ------------------------------------------------------------------------------------------------
+# Configs and thresholds
+
+
+def test_every_profile_configures_every_model():
+    for profile in ("demo", "full", "tiny"):
+        for model in train.MODELS:
+            config = train.make_config(model, profile)
+            assert config.model == model and config.profile == profile
+
+
+def test_full_profile_follows_the_studys_recipes():
+    basic = train.make_config("basic", "full")
+    assert (basic.loss, basic.learning_rate, basic.batch_size, basic.epochs, basic.patience,
+            basic.monitor) == ("bce", 1e-3, 8, 20, 5, "val_loss")
+    attention = train.make_config("attention", "full")
+    assert (attention.loss, attention.learning_rate, attention.balance_ratio, attention.augment,
+            attention.patience, attention.monitor) == ("dice_focal", 1e-4, 0.5, True, 10, "val_dice")
+    assert attention.reduce_lr_factor is not None and attention.filters == 32
+    classifier = train.make_config("classifier", "full")
+    assert classifier.phase1_backbone == "frozen" and classifier.reduce_lr_factor == 0.3
+    assert classifier.clipnorm == 1.0 and classifier.weight_decay > 0
+    assert classifier.loss == "weighted_ce" and classifier.fine_tune_epochs > 0
+
+
+def test_overrides_replace_fields_and_bad_ones_are_config_errors():
+    config = train.make_config("attention_unet", "demo", {"epochs": 3, "input_size": 96, "batch_size": None})
+    assert (config.epochs, config.input_size) == (3, 96)
+    with pytest.raises(ConfigError, match="unknown training setting"):
+        train.make_config("basic", "demo", {"epoch": 3})
+    with pytest.raises(ConfigError, match="--input-size"):
+        train.make_config("attention", "demo", {"input_size": 100})
+    with pytest.raises(ConfigError, match="--epochs"):
+        train.make_config("basic", "demo", {"epochs": 0})
+    with pytest.raises(ConfigError, match="unknown model"):
+        train.make_config("resnet")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        train.make_config("basic", "huge")
+
+
+def test_choose_threshold_maximises_mean_dice_over_tumour_images_only():
+    truth = np.zeros((3, 4, 4), np.uint8)
+    truth[0, 0, :2] = 1
+    truth[1, 1, :2] = 1
+    scores = np.zeros((3, 4, 4), np.float32)
+    scores[0, 0, :2] = 0.3   # found from 0.3 down
+    scores[1, 1, :2] = 0.05  # found from 0.05 down
+    scores[1, 3, :] = 0.02   # false positives below 0.02
+    scores[2] = 0.9          # a tumour-free image: left out of the choice
+    threshold, table = train.choose_threshold(truth, scores)
+    # For 0.02 < t <= 0.05 both images are perfect (mean Dice 1); ties go to the value nearest 0.5.
+    best = [row for row in table if row["threshold"] == threshold][0]
+    assert best["mean_dice"] == 1.0 and best["n_tumour_images"] == 2
+    assert 0.02 < threshold <= 0.05
+    assert all(row["mean_dice"] <= 1.0 for row in table)
+    assert max(row["threshold"] for row in table if row["mean_dice"] == 1.0) == threshold
+
+
+# ------------------------------------------------------------------------------------------------
+# Tiny trainings (a few steps at 64 px on a 30-image synthetic set)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    from btseg.data.phantom import generate
+
+    root = tmp_path_factory.mktemp("phantom")
+    return SimpleNamespace(data=generate(root / "data", n=30, seed=0), cache=root / "cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["basic", "attention", "classifier"])
+def test_tiny_training_writes_a_complete_run_folder(phantom, tmp_path, model):
+    lines = []
+    folder = train.train_model(model, phantom.data, tmp_path, profile="tiny",
+                               progress=lines.append, cache_dir=phantom.cache)
+    assert folder == tmp_path / runs.RUN_NAMES[model]
+    assert runs.is_complete(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # no temporary left
+    config = json.loads((folder / "config.json").read_text())
+    assert config["input_size"] == 64 and config["profile"] == "tiny"
+    assert config["data"]["split_id"] and config["data"]["fingerprint"]
+    assert config["versions"]["keras"] == keras.__version__
+    assert config["hyperparameters"]["max_images"] == 12
+    assert any("epoch 1/" in line and "left" in line for line in lines)
+    history = (folder / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch") and len(history) >= 2
+    run = runs.load_run(folder)
+    if model == "classifier":
+        assert run.threshold is None and run.model.output_shape == (None, 3)
+        assert 0.0 <= config["validation"]["balanced_accuracy"] <= 1.0
+    else:
+        threshold = json.loads((folder / "threshold.json").read_text())
+        assert threshold["criterion"] == train.THRESHOLD_CRITERION
+        assert run.threshold == threshold["threshold"] == config["validation"]["threshold"]
+        assert {"threshold", "mean_dice", "dice", "iou"} <= set(threshold["table"][0])
+        assert run.model.output_shape == (None, 64, 64, 1)
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_an_interrupted_training_keeps_the_old_run_and_leaves_nothing_that_looks_complete(phantom, tmp_path):
+    old = tmp_path / "basic_unet"
+    old.mkdir()
+    (old / "config.json").write_text('{"run": "basic_unet", "marker": "old"}')
+    with pytest.raises(KeyboardInterrupt):
+        train.train_model("basic", phantom.data, tmp_path, profile="tiny", progress=lambda _: None,
+                          cache_dir=phantom.cache, callbacks=[_Interrupt()])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["basic_unet"]
+    assert json.loads((old / "config.json").read_text())["marker"] == "old"
+
+
+def test_a_temporary_folder_of_a_dead_process_is_removed(tmp_path):
+    stale = tmp_path / ".tmp-basic_unet-999999999"
+    stale.mkdir()
+    train._remove_stale_temporaries(tmp_path, "basic_unet")
+    assert not stale.exists()
