@@ -1131,8 +1131,8 @@ def _threshold_markers(
     log_axis = figure.layout.xaxis.type == "log"
     markers = [
         (chosen, CHOSEN_COLOR, "solid", "chosen"),
-        (validation, VALIDATION_COLOR, "dash", "validation: operating point"),
-        (best_on_test, OPTIMISTIC_COLOR, "dot", "best on test: optimistic"),
+        (validation, VALIDATION_COLOR, "dash", "validation (operating point)"),
+        (best_on_test, OPTIMISTIC_COLOR, "dot", "best on test (optimistic)"),
     ]
     labelled: list[tuple[float, list[str], str]] = []
     for value, color, dash, label in markers:
@@ -1149,13 +1149,16 @@ def _threshold_markers(
                 break
         else:
             labelled.append((float(value), [label], color))
+    low, high = figure.layout.xaxis.range or ((-4.0, 0.0) if log_axis else (0.0, 1.0))
     for position, (value, labels, color) in enumerate(labelled):
-        near_right = value > (0.2 if log_axis else 0.7)  # label on the left of the line there
+        x = float(np.log10(value)) if log_axis else value
+        # In the right half the label goes on the left of its line, so it stays on the plot.
+        near_right = (x - low) / (high - low) > 0.5 if high > low else False
         figure.add_annotation(
-            x=float(np.log10(value)) if log_axis else value, xref="x", y=0.99 - 0.075 * position,
+            x=x, xref="x", y=0.99 - 0.075 * position,
             yref="paper", xanchor="right" if near_right else "left", yanchor="top",
             xshift=-4 if near_right else 4, showarrow=False,
-            text=f"{' · '.join(labels)} {_format_threshold(value)}",
+            text=f"{' = '.join(labels)} {_format_threshold(value)}",
             font=dict(color=color, size=11), bgcolor="rgba(255,255,255,0.8)",
         )
 
@@ -1482,7 +1485,8 @@ def dice_scatter_figure(
     )
     for group in groups:
         rows = shown[shown[color_by].astype(str) == str(group)]
-        label = f"lesion {group} of the image" if color_by == "size_bucket" else str(group)
+        label = (f"lesion {str(group).replace('>=', '≥')} of the image"
+                 if color_by == "size_bucket" else str(group))
         figure.add_trace(
             go.Scatter(
                 x=rows[x_column].to_numpy(dtype=float),
@@ -1520,8 +1524,8 @@ def dice_scatter_figure(
         f"{model_label(x_model)} Dice",
         f"{model_label(y_model)} Dice",
         subtitle=(
-            f"{len(shown)} test images with a tumour: {model_label(y_model)} higher on {better}, "
-            f"lower on {worse} · click a point to see the image"
+            f"{len(shown)} tumour images; {model_label(y_model)} higher on {better}, "
+            f"lower on {worse}"
         ),
         height=540,
     )

@@ -220,7 +220,7 @@ COMPARISON_ROWS = (
     ("Specificity (pixels)", "specificity", None),
     ("Precision (pixels)", "precision", None),
     ("Tumour images found", "tumour_detection_rate", "tumour_detection_rate"),
-    ("Normal images flagged", "normal_fp_rate", "normal_fp_rate"),
+    ("Normal images flagged (lower is better)", "normal_fp_rate", "normal_fp_rate"),
 )
 
 
@@ -333,7 +333,7 @@ def pixel_accuracy_explanation(evaluations: dict) -> dict:
     """Numbers and Markdown on why pixel accuracy (and Keras' MeanIoU) mislead on this split.
 
     Returns {"empty": viz.empty_prediction_scores of the test pixels, "models": {run:
-    {"accuracy", "dice", "threshold"}}, "text": Markdown}.
+    {"accuracy", "dice", "threshold", "predicted_pixels"}}, "text": Markdown}.
     """
     first = next(iter(evaluations.values()))
     positives, negatives = (int(np.sum(part)) for part in first.histogram)
@@ -342,8 +342,9 @@ def pixel_accuracy_explanation(evaluations: dict) -> dict:
     for name, item in evaluations.items():
         threshold = item.validation_threshold
         values = item.metrics_at(threshold)
+        counts = item.confusion_at(threshold)
         models[name] = {"accuracy": values["accuracy"], "dice": values["dice"],
-                        "threshold": threshold}
+                        "threshold": threshold, "predicted_pixels": int(counts.tp + counts.fp)}
     total = positives + negatives
     lines = [
         f"On this test split tumour pixels are only **{100 * empty['tumour_share']:.2f}%** of "
@@ -363,7 +364,9 @@ def pixel_accuracy_explanation(evaluations: dict) -> dict:
             f"- **{viz.model_label(name)}** at its validation threshold "
             f"{values['threshold']:.4g}: pixel accuracy {100 * values['accuracy']:.2f}% "
             f"({gain:+.2f} points against predicting nothing), pooled Dice "
-            f"{_text(values['dice'])}."
+            f"{_text(values['dice'])}"
+            + (" — it predicts no tumour pixel at all." if values["predicted_pixels"] == 0
+               else ".")
         )
     lines += [
         "",
@@ -398,6 +401,53 @@ def train_command(run_name: str) -> str:
 def evaluate_command(run_name: str) -> str:
     """'attention_unet' -> 'btseg evaluate --models attention' (with --data when needed)."""
     return evaluation.evaluate_command(config.models_dir() / run_name, _custom_data_dir())
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _model_fingerprint(run_dir: str, stamp: tuple) -> str:
+    # btseg.evaluate imports TensorFlow only to run a model; its fingerprint is plain hashing.
+    from btseg.evaluate import model_fingerprint
+
+    return model_fingerprint(run_dir)
+
+
+def staleness(result) -> list[str]:
+    """Why an evaluation may no longer describe the run and dataset in use ([] when current):
+    it was made on another dataset folder, or the model was trained again since."""
+    summary = result.summary
+    run_dir = Path(result.run_dir)
+    reasons = []
+    evaluated_on = summary.get("data_dir")
+    if evaluated_on:
+        try:
+            same = Path(evaluated_on).resolve() == config.data_dir().resolve()
+        except OSError:
+            same = False
+        if not same:
+            reasons.append(f"it was made on the dataset at `{evaluated_on}`, not on the one "
+                           f"loaded now (`{config.data_dir()}`)")
+    stamp = []
+    for name in (runs.MODEL_FILE, runs.THRESHOLD_FILE):
+        try:
+            status = (run_dir / name).stat()
+            stamp.append((name, status.st_size, status.st_mtime_ns))
+        except OSError:
+            stamp.append((name, -1, -1))
+    recorded = summary.get("model_fingerprint")
+    if recorded and recorded != _model_fingerprint(str(run_dir), tuple(stamp)):
+        reasons.append("the model was trained again after it")
+    return reasons
+
+
+def stale_warning(result, run_name: str) -> None:
+    """st.warning with the command that refreshes an out-of-date evaluation (nothing if current)."""
+    reasons = staleness(result)
+    if reasons:
+        st.warning(
+            f"The evaluation of the {viz.model_label(run_name)} may be out of date: "
+            f"{'; '.join(reasons)}. Refresh it with `{evaluate_command(run_name)}`.",
+            icon=":material/history:",
+        )
 
 
 def missing_evaluation_box(run_name: str, error: BtsegError | None = None) -> None:

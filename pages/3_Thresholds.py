@@ -307,8 +307,8 @@ def draw_study_table(evaluation, validation: float) -> None:
         table, hide_index=True, width="stretch", key="thresholds_study_table",
         height=36 + 35 * len(table),
         column_config={
-            "threshold": st.column_config.TextColumn("threshold", width="medium"),
-            **{name: st.column_config.NumberColumn(name, format="%.3f")
+            "threshold": st.column_config.TextColumn("threshold"),
+            **{name: st.column_config.NumberColumn(name, format="%.3f", width="small")
                for _, name in STUDY_COLUMNS},
         },
     )
@@ -328,6 +328,7 @@ def draw_segmentation(model: str) -> None:
     except BtsegError as error:
         evaluation_ui.missing_evaluation_box(model, error)
         return
+    evaluation_ui.stale_warning(evaluation, model)
     validation = evaluation.validation_threshold
     best = evaluation.best_threshold
     draw_summary(evaluation, validation)
@@ -349,6 +350,7 @@ def draw_classifier() -> None:
     except BtsegError as error:
         evaluation_ui.missing_evaluation_box(run_name, error)
         return
+    evaluation_ui.stale_warning(evaluation, run_name)
     summary = evaluation.summary
     ci = summary.get("ci95", {}) or {}
     macro_ci = ci.get("macro_auc")
@@ -408,7 +410,8 @@ def draw_classifier() -> None:
         st.caption(
             "Recall of a class is the diagonal share of its row in the confusion matrix; "
             "balanced accuracy is the mean of the recalls, so the rare malignant class counts "
-            "as much as the others. Empty cells: a class with no test image, or never predicted."
+            "as much as the others. None: undefined (a class never predicted, or absent from "
+            "the test split)."
         )
     with right:
         curve = evaluation.reliability_curve()

@@ -105,12 +105,18 @@ def selected_from_chart(event) -> str | None:
 
 def draw_scatter(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -> None:
     st.header("Per-image Dice", divider="gray")
-    tumours = paired[paired["label"] != "normal"]
+    tumours = paired[paired["tumour"].astype(bool)]
     if tumours.empty:
-        st.info("The test split has no image with a tumour.")
+        st.info("The test split has no image with an annotated tumour.")
         return
-    order = tumours.assign(gain=tumours["dice_attention_unet"] - tumours["dice_basic_unet"])
-    ids = order.sort_values("gain", ascending=False)["image_id"].tolist()
+    gain = tumours["dice_attention_unet"] - tumours["dice_basic_unet"]
+    ordered = tumours.assign(gain=gain).sort_values(["gain", "image_id"], ascending=[False, True])
+    ids = ordered["image_id"].tolist()
+    labels = {
+        row.image_id: f"{row.image_id} · basic {fmt(row.dice_basic_unet, 2)} · "
+        f"attention {fmt(row.dice_attention_unet, 2)}"
+        for row in ordered.itertuples()
+    }
     key = "compare_image"
     if st.session_state.get(key) not in ids:
         st.session_state[key] = ids[0]
@@ -134,17 +140,13 @@ def draw_scatter(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -
     with right:
         image_id = st.selectbox(
             "Test image (click a point, or choose here; ordered by attention minus basic Dice)",
-            ids, key=key,
-            format_func=lambda value: (
-                f"{value} · basic {fmt(order.set_index('image_id').at[value, 'dice_basic_unet'], 2)}"
-                f" · attention {fmt(order.set_index('image_id').at[value, 'dice_attention_unet'], 2)}"
-            ),
+            ids, key=key, format_func=labels.get,
         )
-        draw_comparison(evaluations, table, paired, image_id, big=True)
+        draw_comparison(evaluations, table, paired, image_id)
 
 
-def draw_comparison(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame, image_id: str,
-                    big: bool = False) -> None:
+def draw_comparison(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame,
+                    image_id: str) -> None:
     """The image with its true outline, then each model's prediction at its validation threshold."""
     rows = table[table["image_id"] == image_id]
     if rows.empty:
@@ -163,17 +165,14 @@ def draw_comparison(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame
         if name == "truth":
             caption = f"**{image_id}** · {row['label']}" + (f" · {row['subtype']}" if row["subtype"] else "")
         else:
-            threshold = float(evaluations[name].summary["validation_threshold"])
+            threshold = evaluations[name].validation_threshold
             dice = record[f"dice_{name}"] if record is not None else math.nan
             caption = f"**{viz.model_label(name)}** · Dice {fmt(dice, 2)} at {threshold:.4g}"
         column.image(panel, caption=caption, width="stretch")
-    if big:
-        st.markdown(
-            "<span style='font-size:0.85em'>Yellow outline: the annotated lesion. Tint and "
-            "outline: the model's prediction (probability at least its validation threshold)."
-            "</span>",
-            unsafe_allow_html=True,
-        )
+    st.caption(
+        "Yellow outline: the annotated lesion. Tint and outline: the model's prediction "
+        "(probability at least its validation threshold)."
+    )
     if note:
         st.caption(f":material/warning: {note}")
 
@@ -197,6 +196,10 @@ def draw_gallery(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -
     if not chosen:
         st.info("No test image to show.")
         return
+    st.caption(
+        "Each card: the **basic U-Net** (left, grey) and the **attention U-Net** (right, teal), "
+        "each at its validation threshold; yellow outline: the annotated lesion."
+    )
     for start in range(0, len(chosen), GALLERY_COLUMNS):
         for column, image_id in zip(st.columns(GALLERY_COLUMNS), chosen[start:start + GALLERY_COLUMNS],
                                     strict=False):
@@ -217,17 +220,17 @@ def draw_gallery_card(evaluations: dict, table: pd.DataFrame, paired: pd.DataFra
     panels = evaluation_ui.comparison_panels(evaluations, image_id, image, truth)
     record = paired.set_index("image_id").loc[image_id]
     label = rows.iloc[0]["label"]
-    scores = " · ".join(
-        f"{'basic' if name == 'basic_unet' else 'attention'} {fmt(record[f'dice_{name}'], 2)}"
-        for name in MODELS
-    ) if label != "normal" else " · ".join(
-        f"{'basic' if name == 'basic_unet' else 'attention'} "
-        f"{'flagged' if record[f'pred_area_{name}'] > 0 else 'clear'}"
-        for name in MODELS
-    )
+    short = {"basic_unet": "basic", "attention_unet": "attention"}
+    if bool(record["tumour"]):
+        scores = "Dice " + " · ".join(
+            f"{short[name]} {fmt(record[f'dice_{name}'], 2)}" for name in MODELS)
+    else:  # no lesion to overlap: say whether each model raised a false alarm
+        scores = " · ".join(
+            f"{short[name]} {'flagged' if record[f'flagged_{name}'] else 'clear'}"
+            for name in MODELS)
     st.image(
         evaluation_ui.side_by_side([panels[name] for name in MODELS]),
-        caption=f"**{image_id}** · {label} · {'Dice ' if label != 'normal' else ''}{scores}",
+        caption=f"**{image_id}** · {label} · {scores}",
         width="stretch",
     )
 
@@ -285,6 +288,8 @@ def main() -> None:
             st.caption("The comparison appears once both models are trained and evaluated.")
         draw_history([name for name in MODELS if name not in missing] or MODELS)
         return
+    for name, result in evaluations.items():
+        evaluation_ui.stale_warning(result, name)
     warning = evaluation_ui.split_mismatch(evaluations)
     if warning:
         st.warning(warning, icon=":material/warning:")

@@ -104,8 +104,12 @@ def test_threshold_markers_put_lines_at_values_and_labels_at_their_log():
     labels = {annotation.text: annotation.x for annotation in figure.layout.annotations}
     assert labels == {
         "chosen 0.01": pytest.approx(-2.0),
-        "validation: operating point · best on test: optimistic 0.001": pytest.approx(-3.0),
+        "validation (operating point) = best on test (optimistic) 0.001": pytest.approx(-3.0),
     }
+    # Labels in the right half of the axis sit on the left of their line.
+    late = viz.threshold_curves_figure(sweep_table(), chosen=0.5, validation_threshold=0.001)
+    anchors = {annotation.text: annotation.xanchor for annotation in late.layout.annotations}
+    assert anchors == {"chosen 0.5": "right", "validation (operating point) 0.001": "left"}
 
 
 def test_confusion_matrix_colours_by_row_share_and_writes_counts():
@@ -189,11 +193,11 @@ def test_dice_scatter_groups_by_size_and_keeps_image_ids_for_selection():
         }
     )
     figure = viz.dice_scatter_figure(table, selected="b")
-    assert names(figure) == ["equal", "lesion <1% of the image", "lesion >=5% of the image", "shown: b"]
+    assert names(figure) == ["equal", "lesion <1% of the image", "lesion ≥5% of the image", "shown: b"]
     assert [row[0] for row in figure.data[1].customdata] == ["a", "c"]
     assert list(figure.data[1].y) == [0.3, 0.6]
     assert (figure.data[3].x[0], figure.data[3].y[0]) == (0.5, 0.4)
-    assert "3 test images with a tumour: Attention U-Net higher on 2, lower on 1" in (
+    assert "3 tumour images; Attention U-Net higher on 2, lower on 1" in (
         figure.layout.title.subtitle.text
     )
     by_label = viz.dice_scatter_figure(table, color_by="label")

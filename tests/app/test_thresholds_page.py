@@ -202,3 +202,28 @@ def test_the_page_does_not_import_tensorflow(models_env):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "HEAVY []" in result.stdout, result.stdout
+
+
+@pytest.mark.slow
+def test_an_evaluation_of_another_dataset_or_an_older_model_is_flagged(
+        models_env, tmp_path, monkeypatch):
+    models = tmp_path / "models"
+    for run in ("attention_unet", "classifier"):
+        shutil.copytree(models_env.models_dir / run, models / run)
+    monkeypatch.setenv("BTSEG_MODELS_DIR", str(models))
+    app = run_page()
+    assert_clean(app)
+    assert not app.warning
+
+    with open(models / "attention_unet" / "model.keras", "ab") as model:
+        model.write(b"retrained")  # another model file than the one evaluated
+    monkeypatch.setenv("BTSEG_DATA_DIR", str(tmp_path / "another_dataset"))
+    app = run_page()
+    assert not app.exception, [item.value for item in app.exception]
+    warnings = [item.value for item in app.warning]
+    attention = next(text for text in warnings if "Attention U-Net" in text)
+    assert "trained again" in attention and "another_dataset" in attention
+    assert "btseg evaluate --models attention" in attention
+    classifier = next(text for text in warnings if "Classifier" in text)
+    assert "trained again" not in classifier
+    assert len(app.get("plotly_chart")) >= 8  # the evaluation is still shown
