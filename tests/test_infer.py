@@ -39,16 +39,22 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
     if all(is_complete(runs[name]) for name in ("attention", "classifier")):
         return runs
-    from btseg.data.phantom import generate
     from btseg.train import train_model
 
-    generate(runs["data"], n=30, seed=3)
+    # A fresh interpreter: generate() forks workers, which hang when this process has already
+    # used OpenCV's thread pool (as the tests before this fixture do).
+    code = f"from btseg.data.phantom import generate; generate({str(runs['data'])!r}, n=30, seed=3)"
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=600)
+    # The tiny profile, cut to one epoch and no fine-tuning phase: these tests need runs that
+    # load and predict, not good models, and the machine is small.
+    overrides = {"attention": {"epochs": 1}, "classifier": {"epochs": 1, "fine_tune_epochs": 0}}
     for name in ("attention", "classifier"):
         train_model(
             name,
             runs["data"],
             base / "models",
             profile="tiny",
+            overrides=overrides[name],
             cache_dir=base / "cache",
             progress=lambda line: None,
         )

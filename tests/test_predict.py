@@ -190,12 +190,14 @@ def test_batch_size_does_not_change_the_results(models, runs, tmp_path):
     three = predict_paths(
         [folder], tmp_path / "three", segmenter, classifier, threshold, batch_size=3
     )
-    columns = ["prob_normal", "prob_benign", "prob_malignant", "lesion_area_percent"]
-    np.testing.assert_allclose(one[columns].to_numpy(), three[columns].to_numpy(), atol=1e-4)
+    columns = ["prob_normal", "prob_benign", "prob_malignant"]
+    np.testing.assert_allclose(one[columns].to_numpy(), three[columns].to_numpy(), atol=1e-5)
+    # Pixels within 1e-5 of the threshold may flip: a few in a map as flat as this tiny model's.
+    np.testing.assert_allclose(one["lesion_area_percent"], three["lesion_area_percent"], atol=0.05)
     for name in one["mask_file"]:
         first = cv2.imread(str(tmp_path / "one" / name), cv2.IMREAD_UNCHANGED)
         again = cv2.imread(str(tmp_path / "three" / name), cv2.IMREAD_UNCHANGED)
-        assert (first != again).mean() < 1e-3  # only pixels within 1e-5 of the threshold may flip
+        assert (first != again).mean() < 1e-3
 
 
 @pytest.mark.slow

@@ -19,10 +19,12 @@ soft tissue, so a global threshold does not segment them.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -554,20 +556,32 @@ def _write_dataset(folder: Path, n: int, seed: int, progress) -> None:
     rows, specs, duplicates, disk_names = _plan(n, seed, image_dir)
 
     results: dict[int, tuple[list, int, int]] = {}
-    done = 0
-    with ProcessPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        futures = [pool.submit(_render_to_file, spec) for spec in specs]
-        try:
-            for future in as_completed(futures):
-                index, lesions, height, width = future.result()
-                results[index] = (lesions, height, width)
-                done += 1
-                if progress is not None:
-                    progress(done, n)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+
+    def record(result: tuple) -> None:
+        index, lesions, height, width = result
+        results[index] = (lesions, height, width)
+        if progress is not None:
+            progress(len(results), n)
+
+    # Spawned, not forked: a fork of a process whose OpenCV thread pool has run can deadlock.
+    context = multiprocessing.get_context("spawn")
+    workers = max(1, min(2, os.cpu_count() or 1))
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_render_to_file, spec) for spec in specs]
+            try:
+                for future in as_completed(futures):
+                    record(future.result())
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    except BrokenProcessPool:
+        # Workers cannot start when the caller's main script cannot be re-imported (code piped
+        # on stdin, a script without an `if __name__ == "__main__"` guard): render here instead.
+        for spec in specs:
+            if spec.index not in results:
+                record(_render_to_file(spec))
     for source, copy in duplicates:
         shutil.copyfile(image_dir / disk_names[source], image_dir / disk_names[copy])
         results[copy] = results[source]
