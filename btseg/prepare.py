@@ -29,6 +29,7 @@ class PrepareReport:
     trained: list[str] = field(default_factory=list)
     evaluated: list[str] = field(default_factory=list)
     missing_models: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -126,21 +127,32 @@ def prepare(
     else:
         progress("[3/4] Models are trained on this dataset")
 
+    from btseg.errors import BtsegError
     from btseg.evaluate import evaluate_run, stage_progress
-    from btseg.runs import is_complete, run_name_for
+    from btseg.runs import run_name_for
 
+    _, stale = _stale_models(models_dir, fingerprint)
     runs = [
         models_dir / run_name_for(m)
         for m in MODEL_ORDER
-        if is_complete(models_dir / run_name_for(m))
+        if m not in report.missing_models
+        and m not in stale
+        and (models_dir / run_name_for(m)).is_dir()
     ]
     progress(f"[4/4] Evaluating {len(runs)} models on the test split (skipped when up to date)")
+    for model in stale:
+        progress(f"  {run_name_for(model)} was trained on other data: not evaluated on this one")
     for run in runs:
         summary = run / "evaluation" / "summary.json"
         before = summary.stat().st_mtime_ns if summary.is_file() else None
-        evaluate_run(
-            run, data_dir, progress=stage_progress(), log=lambda line: progress(f"  {line}")
-        )
+        try:
+            evaluate_run(
+                run, data_dir, progress=stage_progress(), log=lambda line: progress(f"  {line}")
+            )
+        except BtsegError as error:  # one failed evaluation must not keep the dashboard down
+            report.failed.append(run.name)
+            progress(f"  {run.name}: evaluation failed: {error}")
+            continue
         if not summary.is_file() or summary.stat().st_mtime_ns != before:
             report.evaluated.append(run.name)
     report.seconds = time.monotonic() - started

@@ -1,10 +1,11 @@
 """The orchestration behind `make run` (btseg.prepare) end to end on the tiny profile.
 
 From an empty models folder and no dataset, `btseg prepare` generates the synthetic set and starts
-training; it is killed during the second model. A second prepare() trains only what is missing
-and evaluates the three runs; a third does nothing, without TensorFlow. The real server then
-answers and every page renders without an exception. The fast tests cover real data (never
-trained automatically) and the stale-model rule.
+training; it is killed (SIGKILL) during the second model. prepare() then resumes and is
+interrupted (KeyboardInterrupt, as Ctrl-C) when the third model starts; the next prepare() trains
+only what is missing and evaluates the three runs; one more does nothing, without TensorFlow. The
+real server then answers and every page renders without an exception. The fast tests cover real
+data (never trained automatically) and the stale-model rule.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ class Prepared:
     after_kill_complete: list[str]         # entries of models/ that is_complete accepts
     after_kill_listed: list[str]           # list_runs (what the dashboard sees)
     basic_model_hash: str
+    interrupted_lines: list[str]           # prepare() stopped by Ctrl-C as the classifier starts
+    after_interrupt_entries: list[str]
+    after_interrupt_complete: list[str]
     resumed: PrepareReport
     resumed_lines: list[str]
 
@@ -182,13 +186,28 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
                 train.PROFILES["tiny"]["classifier"], input_size=32, epochs=1, fine_tune_epochs=0
             ),
         )
+        interrupted_lines: list[str] = []
+
+        def interrupt_at_the_classifier(line: str) -> None:
+            interrupted_lines.append(line)
+            if line.startswith("classifier: ") and "training and" in line:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            prepare(profile="tiny", progress=interrupt_at_the_classifier)
+        interrupted_entries = sorted(entry.name for entry in models_dir.iterdir())
+        interrupted_complete = [
+            name for name in interrupted_entries if is_complete(models_dir / name)
+        ]
+
         lines: list[str] = []
         resumed = prepare(profile="tiny", progress=lines.append)
         yield Prepared(
             root=root, data_dir=data_dir, models_dir=models_dir, cache_dir=cache_dir,
             killed_log=killed_log, after_kill_entries=entries, after_kill_complete=complete,
-            after_kill_listed=listed, basic_model_hash=basic_hash, resumed=resumed,
-            resumed_lines=lines,
+            after_kill_listed=listed, basic_model_hash=basic_hash,
+            interrupted_lines=interrupted_lines, after_interrupt_entries=interrupted_entries,
+            after_interrupt_complete=interrupted_complete, resumed=resumed, resumed_lines=lines,
         )  # fmt: skip
 
 
@@ -215,11 +234,23 @@ def test_a_killed_prepare_leaves_no_complete_looking_run(prepared: Prepared):
 
 
 @pytest.mark.slow
+def test_ctrl_c_during_prepare_cleans_up_and_keeps_finished_runs(prepared: Prepared):
+    lines = prepared.interrupted_lines
+    assert "[3/4] Training attention (missing), profile tiny: 1/2" in lines
+    assert "[3/4] Training classifier (missing), profile tiny: 2/2" in lines
+    # The killed run's temporary folder is gone, the attention U-Net finished, the classifier's
+    # temporary folder was removed and nothing was evaluated yet.
+    assert prepared.after_interrupt_entries == ["attention_unet", "basic_unet"]
+    assert prepared.after_interrupt_complete == ["attention_unet", "basic_unet"]
+    assert not any(line.startswith("[4/4]") for line in lines)
+
+
+@pytest.mark.slow
 def test_resumed_prepare_trains_only_what_is_missing_and_evaluates_everything(
     prepared: Prepared,
 ):
     report = prepared.resumed
-    assert report.trained == ["attention", "classifier"]
+    assert report.trained == ["classifier"]
     assert report.evaluated == list(RUN_FOLDERS)
     assert report.missing_models == []
     assert "[1/4] Dataset: " in prepared.resumed_lines[0]  # not generated again
@@ -334,9 +365,16 @@ def test_every_page_renders_on_the_prepared_folders(served: Prepared, page: str)
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from btseg.data.phantom import generate
-
-    return generate(tmp_path_factory.mktemp("small") / "synthetic", n=20, seed=3)
+    """20 synthetic images, written by `btseg demo-data` in a fresh process: generate() forks its
+    workers, which can deadlock in a process where TensorFlow has already run."""
+    out = tmp_path_factory.mktemp("small") / "synthetic"
+    result = subprocess.run(
+        [sys.executable, "-m", "btseg", "demo-data", "--out", str(out), "--n", "20", "--seed", "3"],
+        cwd=PROJECT_ROOT, env=subprocess_env(out.parent), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
 
 
 def test_real_data_is_not_trained_automatically(small_dataset: Path, tmp_path: Path,
