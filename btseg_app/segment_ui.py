@@ -202,7 +202,7 @@ def image_from_row(row: Mapping[str, Any]) -> ImageInput:
     )
 
 
-def test_split_rows(table: pd.DataFrame, assignment: Mapping[str, str]) -> pd.DataFrame:
+def rows_of_test_split(table: pd.DataFrame, assignment: Mapping[str, str]) -> pd.DataFrame:
     """Rows of the test split that have an image file, tumour images first, then by id."""
     rows = table[
         table["image_id"].astype(str).map(lambda image_id: assignment.get(image_id) == "test")
@@ -346,11 +346,11 @@ def lesion_label(probabilities: Mapping[str, float] | None) -> str:
 def lesion_table(lesions: Sequence[LesionFinding], with_mm2: bool) -> pd.DataFrame:
     """One row per lesion: number, area (px, % of the image, mm² when known), box (x0, y0, x1,
     y1 in original pixels, x1 and y1 exclusive), mean probability."""
-    columns = ["Lesion", "Area (px)", "Area (%)"] + (["Area (mm²)"] if with_mm2 else [])
+    columns = ["#", "Area (px)", "Area (%)"] + (["Area (mm²)"] if with_mm2 else [])
     columns += ["Box (x0, y0, x1, y1)", "Mean probability"]
     rows = []
     for lesion in lesions:
-        row = {"Lesion": lesion.index, "Area (px)": lesion.area_px, "Area (%)": lesion.area_percent}
+        row = {"#": lesion.index, "Area (px)": lesion.area_px, "Area (%)": lesion.area_percent}
         if with_mm2:
             row["Area (mm²)"] = lesion.area_mm2
         row["Box (x0, y0, x1, y1)"] = ", ".join(str(value) for value in lesion.box)

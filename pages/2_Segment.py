@@ -17,7 +17,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from btseg import config, viz
 from btseg.errors import BtsegError
-from btseg.infer import threshold_probability_map
+from btseg.infer import BOX_MARGIN, threshold_probability_map
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -117,7 +117,7 @@ def upload_ui(container) -> ui.ImageInput | None:
 
 def split_image_ui(dataset, container) -> ui.ImageInput | None:
     split = common.load_split()
-    rows = ui.test_split_rows(dataset.table, split.assignment)
+    rows = ui.rows_of_test_split(dataset.table, split.assignment)
     if rows.empty:
         container.warning("The test split holds no image with a file.", icon=":material/warning:")
         return None
@@ -141,9 +141,9 @@ def split_image_ui(dataset, container) -> ui.ImageInput | None:
 # Drawing
 
 
-def show(container, image: np.ndarray, caption: str | None = None) -> None:
-    """An image at the column's width, sent as JPEG (PNG takes seconds at 1200 px)."""
-    container.image(image, caption=caption, width="stretch", output_format="JPEG")
+def show(container, image: np.ndarray, caption: str | None = None, width="stretch") -> None:
+    """An image (at the column's width by default), sent as JPEG: PNG takes seconds at 1200 px."""
+    container.image(image, caption=caption, width=width, output_format="JPEG")
 
 
 def draw_missing_model(status: ui.RunStatus, data_dir: Path) -> None:
@@ -207,6 +207,7 @@ def draw_findings(lesions, mask, spacing) -> None:
             width="stretch",
             height=min(38 + 35 * len(lesions), 250),
             column_config={
+                "#": st.column_config.NumberColumn(width=40),
                 "Area (px)": st.column_config.NumberColumn(format="%d"),
                 "Area (%)": st.column_config.NumberColumn(format="%.3f"),
                 "Area (mm²)": st.column_config.NumberColumn(format="%.1f"),
@@ -361,15 +362,9 @@ def draw_canvas_check(source, display, mask, classifier_status) -> None:
             f"({scores['true_pixels']:,} px drawn, {scores['predicted_pixels']:,} px predicted)."
             + (" A box also covers healthy bone around the lesion." if kinds == {"rect"} else "")
         )
-        show(
-            st,
-            viz.segmentation_overlay(
-                display, mask, alpha=0.3, truth=truth, truth_color=viz.SEGMENT_COLORS["drawn"]
-            ),
-            "Prediction, your shape in orange",
-        )
         boxes = [shape.box for shape in shapes if shape.box is not None]
         box = ui.clipped_box(boxes[-1], source.image.shape) if boxes else None
+        probabilities = None
         if box is not None and classifier_status.complete:
             try:
                 classifier = ui.load_classifier(classifier_status)
@@ -379,17 +374,26 @@ def draw_canvas_check(source, display, mask, classifier_status) -> None:
                     )
             except BtsegError as error:
                 common.error_box(error)
-                return
+        if box is not None and probabilities is not None:
             st.plotly_chart(
                 viz.class_probability_figure(
                     probabilities,
                     title="Your box",
-                    subtitle=f"x {box[0]}–{box[2]}, y {box[1]}–{box[3]} px (with a margin)",
+                    subtitle=f"x {box[0]}–{box[2]}, y {box[1]}–{box[3]} px, "
+                    f"classified with a {BOX_MARGIN:.0%} margin on each side",
                 ),
                 key="segment_region_chart",
                 config={"displayModeBar": False},
                 width="stretch",
             )
+        show(
+            st,
+            viz.segmentation_overlay(
+                display, mask, alpha=0.3, truth=truth, truth_color=viz.SEGMENT_COLORS["drawn"]
+            ),
+            "Prediction, your shape in orange",
+            width=360,
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,44 +26,19 @@ from btseg.infer import (
 )
 
 
-def tiny_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Phantom data (30 images) and tiny attention U-Net + classifier runs, made once per session
-    and shared with test_predict.py through the session's base temporary folder."""
-    from btseg.runs import is_complete
-
-    base = tmp_path_factory.getbasetemp() / "infer_tiny"
-    runs = {
-        "data": base / "data",
-        "attention": base / "models" / "attention_unet",
-        "classifier": base / "models" / "classifier",
+def tiny_runs(trained_models) -> dict[str, Path]:
+    """The session's tiny dataset and its tiny attention U-Net and classifier runs
+    (tests/model_fixtures.py), shared with test_predict.py."""
+    return {
+        "data": trained_models.data_dir,
+        "attention": trained_models.models_dir / "attention_unet",
+        "classifier": trained_models.models_dir / "classifier",
     }
-    if all(is_complete(runs[name]) for name in ("attention", "classifier")):
-        return runs
-    from btseg.train import train_model
-
-    # A fresh interpreter: generate() forks workers, which hang when this process has already
-    # used OpenCV's thread pool (as the tests before this fixture do).
-    code = f"from btseg.data.phantom import generate; generate({str(runs['data'])!r}, n=30, seed=3)"
-    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True, timeout=600)
-    # The tiny profile, cut to one epoch and no fine-tuning phase: these tests need runs that
-    # load and predict, not good models, and the machine is small.
-    overrides = {"attention": {"epochs": 1}, "classifier": {"epochs": 1, "fine_tune_epochs": 0}}
-    for name in ("attention", "classifier"):
-        train_model(
-            name,
-            runs["data"],
-            base / "models",
-            profile="tiny",
-            overrides=overrides[name],
-            cache_dir=base / "cache",
-            progress=lambda line: None,
-        )
-    return runs
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    return tiny_runs(tmp_path_factory)
+def runs(trained_models):
+    return tiny_runs(trained_models)
 
 
 @pytest.fixture(scope="module")

@@ -174,3 +174,27 @@ def test_balanced_accuracy_averages_only_the_classes_present():
     metric = losses.BalancedAccuracy(num_classes=3)
     metric.update_state(np.array([0, 0]), np.array([[0.9, 0.1, 0.0], [0.1, 0.9, 0.0]], np.float32))
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_best_threshold_dice_equals_the_best_pooled_dice_of_the_threshold_sweep():
+    truth, scores = _batches()
+    metric = losses.BestThresholdDice()
+    for batch_truth, batch_scores in zip(truth, scores, strict=True):
+        metric.update_state(batch_truth, batch_scores)
+    table = metrics.threshold_sweep(truth[..., 0].reshape(-1, 16, 16),
+                                    scores[..., 0].reshape(-1, 16, 16),
+                                    losses.BEST_DICE_THRESHOLDS)
+    assert float(metric.result()) == pytest.approx(table["dice"].max(), abs=1e-6)
+
+
+def test_best_threshold_dice_finds_low_probabilities_that_dice_at_0_5_misses():
+    truth = _image([1, 1, 0, 0])
+    scores = _image([0.3, 0.25, 0.1, 0.0])
+    best, at_half = losses.BestThresholdDice(), losses.DiceCoefficient()
+    best.update_state(truth, scores)
+    at_half.update_state(truth, scores)
+    assert float(at_half.result()) == 0.0
+    assert float(best.result()) == pytest.approx(1.0)  # thresholds 0.15 to 0.25
+    empty = losses.BestThresholdDice()
+    empty.update_state(_image([0, 0]), _image([0.0, 0.0]))
+    assert float(empty.result()) == 1.0

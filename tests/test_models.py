@@ -131,7 +131,8 @@ def test_saved_models_reload_in_safe_mode_with_identical_outputs(tmp_path, build
     segmenter = model.output.shape[-1] == 1
     if segmenter:
         model.compile(optimizer="adam", loss=losses.DiceFocalLoss(),
-                      metrics=[losses.DiceCoefficient(), losses.ForegroundIoU()])
+                      metrics=[losses.DiceCoefficient(), losses.ForegroundIoU(),
+                               losses.BestThresholdDice()])
     else:
         model.compile(optimizer="adam",
                       loss=losses.WeightedCategoricalCrossEntropyLoss([0.5, 1.0, 3.0]),

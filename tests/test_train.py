@@ -148,7 +148,8 @@ def test_full_profile_follows_the_studys_recipes():
             basic.monitor) == ("bce", 1e-3, 8, 20, 5, "val_loss")
     attention = train.make_config("attention", "full")
     assert (attention.loss, attention.learning_rate, attention.balance_ratio, attention.augment,
-            attention.patience, attention.monitor) == ("dice_focal", 1e-4, 0.5, True, 10, "val_dice")
+            attention.patience, attention.monitor) == ("dice_focal", 1e-4, 0.5, True, 10,
+                                                       "val_best_dice")
     assert attention.reduce_lr_factor is not None and attention.filters == 32
     classifier = train.make_config("classifier", "full")
     assert classifier.phase1_backbone == "frozen" and classifier.reduce_lr_factor == 0.3

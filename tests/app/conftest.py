@@ -1,4 +1,4 @@
-"""Fixtures for the dashboard tests: a tiny synthetic dataset and the environment pointing at it."""
+"""Fixtures for the dashboard tests: the environment pointing at the tiny dataset (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,6 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TINY_IMAGES = 40
-TINY_SEED = 1
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40-image synthetic BTXRD-format dataset, generated once per test session."""
-    from btseg.data.phantom import generate
-
-    return generate(tmp_path_factory.mktemp("btxrd") / "synthetic", n=TINY_IMAGES, seed=TINY_SEED)
 
 
 @pytest.fixture

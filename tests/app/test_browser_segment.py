@@ -36,7 +36,7 @@ from test_browser import (  # noqa: F401  (browser and page are pytest fixtures)
 
 from btseg.data.btxrd import open_dataset
 from btseg.data.splits import split_for
-from btseg_app.segment_ui import test_split_rows
+from btseg_app.segment_ui import rows_of_test_split
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -100,7 +100,7 @@ def xray(request) -> Path:
     models = request.getfixturevalue("trained_models")
     table = open_dataset(models.data_dir).table
     split = split_for(table, cache_dir=models.cache_dir)
-    rows = test_split_rows(table, split.assignment)
+    rows = rows_of_test_split(table, split.assignment)
     return Path(rows[rows["label"] != "normal"].iloc[0]["image_path"])
 
 
@@ -137,10 +137,10 @@ def test_upload_threshold_canvas_and_download(server, page, xray, tmp_path):  # 
 
     # The threshold: keyboard arrows on the log-scale slider in the sidebar.
     before = findings_header(page)
-    slider = page.locator('[data-testid="stSidebar"] [role="slider"]').first
-    slider.focus()
-    for _ in range(12):
-        slider.press("ArrowLeft")
+    slider = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"] input[type="range"]')
+    slider.first.focus()
+    for _ in range(6):
+        page.keyboard.press("ArrowLeft")
     page.wait_for_function(
         "(before) => { const h = [...document.querySelectorAll('h5')]"
         ".find(e => e.innerText.includes('Findings')); return h && h.innerText !== before; }",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -43,6 +45,17 @@ POLYGON = {"type": "Polygon", "originX": "center", "originY": "center", "left": 
            "width": 110, "height": 120, "strokeWidth": 2, "scaleX": 1, "scaleY": 1,
            "points": [{"x": 100, "y": 100}, {"x": 200, "y": 110}, {"x": 180, "y": 220},
                       {"x": 90, "y": 200}]}  # fmt: skip
+
+
+def test_a_missing_model_names_the_command_that_trains_it(app_env):
+    app = run_segment_page()
+    assert not app.exception, [item.value for item in app.exception]
+    assert "not trained yet" in app.warning[0].value
+    commands = "\n".join(block.value for block in app.code)
+    assert "make prepare" in commands
+    assert f"btseg train --model attention --data {app_env}" in commands
+    app.radio(key="segment_model").set_value("basic_unet").run()
+    assert "btseg train --model basic" in "\n".join(block.value for block in app.code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,17 +215,6 @@ def assert_clean(app: AppTest) -> None:
     assert not app.error, [item.value for item in app.error]
 
 
-def test_a_missing_model_names_the_command_that_trains_it(app_env):
-    app = run_segment_page()
-    assert not app.exception, [item.value for item in app.exception]
-    assert "not trained yet" in app.warning[0].value
-    commands = "\n".join(block.value for block in app.code)
-    assert "make prepare" in commands
-    assert f"btseg train --model attention --data {app_env}" in commands
-    app.radio(key="segment_model").set_value("basic_unet").run()
-    assert "btseg train --model basic" in "\n".join(block.value for block in app.code)
-
-
 class Reference:
     """The first test-split image, segmented outside the page with the same library calls."""
 
@@ -222,7 +224,7 @@ class Reference:
 
         table = open_dataset(models.data_dir).table
         split = split_for(table, cache_dir=models.cache_dir)
-        rows = ui.test_split_rows(table, split.assignment)
+        rows = ui.rows_of_test_split(table, split.assignment)
         tumour = rows[rows["label"] != "normal"]
         self.row = tumour.iloc[0]
         self.source = ui.image_from_row(self.row)
@@ -286,7 +288,8 @@ def test_moving_the_threshold_recuts_the_map(reference):
     assert seen[0] == "100.00%"  # every pixel is at least 1e-4 likely under the sigmoid
 
     app.button(key="segment_threshold_reset").click().run()
-    assert slider.value == pytest.approx(reference.validation_threshold)
+    reset = app.select_slider(key="segment_threshold_attention_unet").value
+    assert reset == pytest.approx(reference.validation_threshold)
     assert_clean(app)
     assert not app.warning
 
@@ -342,6 +345,14 @@ def test_an_upload_is_segmented(reference):
     assert "Ground truth" not in [header.value for header in app.subheader]
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A 2 x 2 PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    data = bytearray(png_bytes(np.zeros((2, 2), np.uint8)))
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # the IHDR chunk's CRC
+    return bytes(data)
+
+
 def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
     """A 12-bit MONOCHROME2 DICOM of `pixels` (x 16) with a PixelSpacing."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -395,8 +406,9 @@ def test_a_dicom_upload_gives_areas_in_square_millimetres(reference):
         ("empty.png", b"", "empty"),
         ("notes.png", b"these are notes, not an image", "not an image"),
         ("scan.dcm", b"\x00" * 300, "scan.dcm"),
+        ("huge.png", png_claiming(9000, 8000), "72 megapixels"),
     ],
-    ids=["corrupt-jpeg", "empty-file", "text-file", "not-dicom"],
+    ids=["corrupt-jpeg", "empty-file", "text-file", "not-dicom", "huge-image"],
 )
 def test_a_bad_upload_shows_what_is_wrong_and_the_page_keeps_working(
     reference, name, data, message

@@ -20,7 +20,7 @@ session, however many test modules import the fixture.
 
 To rerun page tests without training again, build the models once and point the fixture at them:
 
-    PYTHONPATH=. .venv/bin/python tests/app/model_fixtures.py /tmp/btseg-test-models
+    PYTHONPATH=. .venv/bin/python tests/model_fixtures.py /tmp/btseg-test-models
     BTSEG_TEST_MODELS_ROOT=/tmp/btseg-test-models .venv/bin/pytest tests/app -m slow
 """
 
@@ -68,7 +68,7 @@ def build_models(data_dir: Path, models_dir: Path, cache_dir: Path,
 
 def reused_models() -> TrainedModels | None:
     """The folder named by BTSEG_TEST_MODELS_ROOT (data/, models/, cache/ as `python
-    tests/app/model_fixtures.py ROOT` writes them), when set: reruns skip the training."""
+    tests/model_fixtures.py ROOT` writes them), when set: reruns skip the training."""
     root = os.environ.get("BTSEG_TEST_MODELS_ROOT", "").strip()
     if not root:
         return None
@@ -78,7 +78,7 @@ def reused_models() -> TrainedModels | None:
     runs = ("basic_unet", "attention_unet", "classifier")
     if not all(is_evaluated(models.models_dir / run) for run in runs):
         pytest.fail(f"BTSEG_TEST_MODELS_ROOT={root} holds no evaluated {', '.join(runs)}; "
-                    f"build them with `python tests/app/model_fixtures.py {root}`")
+                    f"build them with `python tests/model_fixtures.py {root}`")
     return models
 
 
@@ -108,14 +108,12 @@ def models_env(trained_models: TrainedModels, monkeypatch: pytest.MonkeyPatch) -
 
 def main(root: str) -> None:
     """Build the fixture's dataset and models under `root` for BTSEG_TEST_MODELS_ROOT."""
-    from conftest import TINY_IMAGES, TINY_SEED
-
     from btseg.data.phantom import generate
 
     folder = Path(root)
     data = folder / "data"
     if not (data / "SYNTHETIC.txt").is_file():
-        generate(data, n=TINY_IMAGES, seed=TINY_SEED)
+        generate(data, n=40, seed=1)  # as tests/conftest.py's tiny_dataset
     build_models(data, folder / "models", folder / "cache")
     print(f"export BTSEG_TEST_MODELS_ROOT={folder.resolve()}")
 
