@@ -5,7 +5,6 @@ Every file pages/<number>_<Name>.py is a page at /<Name>, listed after Home in n
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import streamlit as st
@@ -57,26 +56,57 @@ def pages_section() -> None:
             st.caption(PAGE_DESCRIPTIONS.get(page.name, ""))
 
 
-def models_section() -> None:
-    """Trained models: for now, the run folders found under the models folder."""
-    st.subheader("Models")
-    if importlib.util.find_spec("btseg.runs") is None:
-        st.info("Model training and inference are not part of this version yet.")
-        return
-    models_dir = config.models_dir()
-    runs = (
-        sorted(
-            path for path in models_dir.iterdir() if path.is_dir() and not path.name.startswith(".")
+MODEL_TITLES = {
+    "attention_unet": "Attention U-Net",
+    "basic_unet": "Basic U-Net",
+    "classifier": "DenseNet121 classifier",
+}
+
+
+def _model_card(run_name: str, info: dict) -> None:
+    """One trained model: when, on what, how long, how good on validation, its threshold."""
+    from btseg.runs import train_command
+
+    with st.container(border=True):
+        st.markdown(f"**{MODEL_TITLES.get(run_name, run_name)}**")
+        if not info["complete"]:
+            st.warning(info["problem"] or "Not trained yet.")
+            st.code(train_command(run_name, str(config.data_dir())), language="bash")
+            return
+        run_config = info["config"]
+        data = run_config.get("data") or {}
+        validation = run_config.get("validation") or {}
+        history = info.get("history") or {}
+        date = str(run_config.get("created_utc", ""))[:16].replace("T", " ")
+        data_name = "synthetic" if data.get("synthetic") else Path(str(data.get("dir", ""))).name
+        st.caption(
+            f"{date} UTC · {data_name} data · {run_config.get('epochs_run', history.get('epochs', '?'))} epochs · "
+            f"{run_config.get('input_size', '?')} px · profile {run_config.get('profile', '?')}"
         )
-        if models_dir.is_dir()
-        else []
+        if info["threshold"] is not None:
+            score = validation.get("mean_dice")
+            left, right = st.columns(2)
+            left.metric("Validation mean Dice", "–" if score is None else f"{score:.3f}")
+            right.metric("Operating threshold", f"{info['threshold']:.3g}")
+        else:
+            score = validation.get("balanced_accuracy")
+            st.metric("Validation balanced accuracy", "–" if score is None else f"{score:.3f}")
+
+
+def models_section() -> None:
+    """A card per model, or the command that trains it."""
+    from btseg.runs import read_run_info
+
+    st.subheader("Models")
+    models_dir = config.models_dir()
+    columns = st.columns(len(MODEL_TITLES))
+    for column, run_name in zip(columns, MODEL_TITLES, strict=True):
+        with column:
+            _model_card(run_name, read_run_info(models_dir / run_name))
+    st.caption(
+        f"Run folders in `{models_dir}`. `make prepare` trains the demo models on the synthetic "
+        "dataset; `make train DATA=/path/to/BTXRD PROFILE=full` trains on the real one."
     )
-    if not runs:
-        st.info(f"No trained model in `{models_dir}`. Train the demo models with:")
-        st.code("make prepare", language="bash")
-        return
-    for run in runs:
-        st.markdown(f"- **{run.name}** · `{run}`")
 
 
 def main() -> None:
