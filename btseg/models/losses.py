@@ -334,6 +334,67 @@ class ForegroundIoU(_PooledOverlap):
         )
 
 
+#: Thresholds over which BestThresholdDice looks for the best Dice.
+BEST_DICE_THRESHOLDS: tuple[float, ...] = (
+    0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+    0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95,
+)  # fmt: skip
+
+
+@_register
+class BestThresholdDice(keras.metrics.Metric):
+    """Pooled Dice over the epoch at the best of several thresholds: max_j 2TP_j / (2TP_j + FP_j
+    + FN_j) with (probability >= thresholds[j]); 1.0 when truth and prediction are both empty.
+
+    Equal to the maximum of the "dice" column of btseg.metrics.threshold_sweep over the same
+    thresholds. Early in training probabilities rarely reach 0.5, so the Dice at 0.5 stays 0 for
+    epochs while the model improves; this metric follows the improvement and is what the
+    threshold chosen after training will exploit. Counts per threshold are kept as a histogram of
+    the scores, so the cost does not grow with the number of thresholds.
+    """
+
+    def __init__(self, thresholds=BEST_DICE_THRESHOLDS, name: str = "best_dice", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.thresholds = sorted(float(value) for value in thresholds)
+        if not self.thresholds:
+            raise ValueError("BestThresholdDice needs at least one threshold")
+        bins = len(self.thresholds) + 1
+        self.totals = self.add_variable((bins,), initializer="zeros", dtype="float64", name="totals")
+        self.positives = self.add_variable((bins,), initializer="zeros", dtype="float64", name="positives")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = ops.cast(ops.greater_equal(ops.reshape(ops.cast(y_true, "float32"), (-1,)), 0.5), "float32")
+        scores = ops.reshape(ops.cast(y_pred, "float32"), (-1,))
+        thresholds = ops.convert_to_tensor(self.thresholds, dtype="float32")
+        # bins[i] = number of thresholds <= score i: pixel i is positive at thresholds[j] iff bins[i] > j.
+        bins = ops.searchsorted(thresholds, scores, side="right")
+        length = len(self.thresholds) + 1
+        self.totals.assign_add(ops.cast(ops.bincount(bins, minlength=length), "float64"))
+        self.positives.assign_add(
+            ops.cast(ops.bincount(bins, weights=truth, minlength=length), "float64")
+        )
+
+    def reset_state(self):
+        bins = len(self.thresholds) + 1
+        self.totals.assign(ops.zeros((bins,), dtype="float64"))
+        self.positives.assign(ops.zeros((bins,), dtype="float64"))
+
+    def result(self):
+        # Suffix sums over bins j+1.. give predicted positives and true positives at threshold j.
+        predicted = ops.flip(ops.cumsum(ops.flip(self.totals, 0)), 0)[1:]
+        true_positives = ops.flip(ops.cumsum(ops.flip(self.positives, 0)), 0)[1:]
+        denominator = predicted + ops.sum(self.positives)
+        dice = ops.where(
+            denominator > 0,
+            2.0 * true_positives / ops.where(denominator > 0, denominator, ops.ones_like(denominator)),
+            ops.ones_like(denominator),
+        )
+        return ops.cast(ops.max(dice), "float32")
+
+    def get_config(self):
+        return {"thresholds": list(self.thresholds), "name": self.name, "dtype": self.dtype}
+
+
 @_register
 class BalancedAccuracy(keras.metrics.Metric):
     """Mean per-class recall of argmax predictions over the epoch, over the classes present in
