@@ -81,9 +81,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # NumPy arrays and scalars (a scalar's tolist is its item)
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

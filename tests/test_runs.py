@@ -156,3 +156,15 @@ def test_a_model_whose_input_size_differs_from_its_config_is_refused(tmp_path):
     build_basic_unet((32, 32, 3)).save(folder / "model.keras")
     with pytest.raises(RunError, match="takes 32x32 inputs but config.json says 64x64"):
         runs.load_run(folder)
+
+
+def test_atomic_write_json_takes_numpy_arrays_and_scalars(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+
+    from btseg.runs import atomic_write_json
+
+    path = tmp_path / "values.json"
+    atomic_write_json(path, {"array": np.arange(3), "scalar": np.float32(0.5), "nan": float("nan")})
+    assert json.loads(path.read_text()) == {"array": [0, 1, 2], "scalar": 0.5, "nan": None}
