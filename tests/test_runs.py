@@ -158,9 +158,7 @@ def test_a_model_whose_input_size_differs_from_its_config_is_refused(tmp_path):
         runs.load_run(folder)
 
 
-def test_atomic_write_json_takes_numpy_arrays_and_scalars(tmp_path: Path) -> None:
-    import json
-
+def test_atomic_write_json_takes_numpy_arrays_and_scalars(tmp_path) -> None:
     import numpy as np
 
     from btseg.runs import atomic_write_json
