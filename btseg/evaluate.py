@@ -49,7 +49,9 @@ from btseg.runs import (
     atomic_write_json,
     is_complete,
     read_run_info,
+    remove_dead_temporaries,
     run_name_for,
+    swap_folder_into_place,
     train_command,
 )
 
@@ -119,8 +121,13 @@ def _is_segmenter(config: dict[str, Any], run_dir: Path) -> bool:
     return str(config.get("run", run_dir.name)) in SEGMENTATION_RUNS
 
 
-def _up_to_date(run_dir: Path, data_fingerprint: str, fingerprint: str,
-                settings: dict[str, Any], segmenter: bool) -> bool:
+def _up_to_date(
+    run_dir: Path,
+    data_fingerprint: str,
+    fingerprint: str,
+    settings: dict[str, Any],
+    segmenter: bool,
+) -> bool:
     folder = files.evaluation_dir(run_dir)
     try:
         summary = files.read_summary(run_dir)
@@ -140,41 +147,10 @@ def _up_to_date(run_dir: Path, data_fingerprint: str, fingerprint: str,
 # Writing the folder atomically
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_folders(run_dir: Path) -> None:
     """Leftovers of evaluations that were killed: evaluation.tmp-<pid>, evaluation.old-<pid>."""
     for pattern in (f"{files.EVALUATION_FOLDER}.tmp-*", f"{files.EVALUATION_FOLDER}.old-*"):
-        for folder in run_dir.glob(pattern):
-            pid = folder.name.rsplit("-", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
-                shutil.rmtree(folder, ignore_errors=True)
-
-
-def _swap_into_place(temporary: Path, final: Path) -> None:
-    """Rename the finished folder over `final`; the previous evaluation goes only now."""
-    old = final.with_name(f"{final.name}.old-{os.getpid()}")
-    if old.exists():
-        shutil.rmtree(old)
-    had_old = final.exists()
-    if had_old:
-        os.replace(final, old)
-    try:
-        os.replace(temporary, final)
-    except OSError:
-        if had_old:
-            os.replace(old, final)
-        raise
-    if had_old:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_dead_temporaries(run_dir, pattern)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,8 +160,17 @@ def _swap_into_place(temporary: Path, final: Path) -> None:
 class _TestData:
     """The test split of a dataset as the run saw it: cached arrays, table rows, groups."""
 
-    def __init__(self, run_name: str, config: dict[str, Any], dataset: Any, data_fingerprint: str,
-                 cache_dir: Path, workers: int, progress: Progress | None, log: Log) -> None:
+    def __init__(
+        self,
+        run_name: str,
+        config: dict[str, Any],
+        dataset: Any,
+        data_fingerprint: str,
+        cache_dir: Path,
+        workers: int,
+        progress: Progress | None,
+        log: Log,
+    ) -> None:
         from btseg.data.cache import build_cache
         from btseg.data.splits import split_for, surrogate_patient_ids
 
@@ -209,7 +194,10 @@ class _TestData:
         size = int(config["input_size"])
         stage = f"{run_name}: caching images at {size} px"
         self.arrays = build_cache(
-            dataset.usable, size, cache_dir=cache_dir, workers=workers,
+            dataset.usable,
+            size,
+            cache_dir=cache_dir,
+            workers=workers,
             progress=None if progress is None else (lambda d, t: progress(stage, d, t)),
         )
         cached = set(self.arrays.image_ids)
@@ -233,11 +221,9 @@ class _TestData:
         self.positions = self.arrays.positions(self.image_ids)
         table = dataset.table.drop_duplicates("image_id")
         groups = surrogate_patient_ids(dataset.table)
-        group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int),
-                            strict=True))
+        group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int), strict=True))
         self.rows = table.set_index(table["image_id"].astype(str)).loc[self.image_ids]
-        self.groups = np.array([group_of[image_id] for image_id in self.image_ids],
-                               dtype=np.int64)
+        self.groups = np.array([group_of[image_id] for image_id in self.image_ids], dtype=np.int64)
 
 
 def _model_inputs(arrays: Any, positions: np.ndarray, size: int) -> np.ndarray:
@@ -247,8 +233,7 @@ def _model_inputs(arrays: Any, positions: np.ndarray, size: int) -> np.ndarray:
     return np.stack([preprocess(np.asarray(arrays.images[p]), size) for p in positions])
 
 
-def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | None
-             ) -> np.ndarray:
+def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | None) -> np.ndarray:
     """Model outputs for the test images, batch by batch, as float32 probabilities."""
     model, size, stage = run.model, run.input_size, f"{run.name}: predicting"
     outputs = []
@@ -256,9 +241,12 @@ def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | No
     if progress is not None:
         progress(stage, 0, total)
     for start in range(0, total, batch_size):
-        batch = data.positions[start:start + batch_size]
-        outputs.append(np.asarray(model.predict_on_batch(_model_inputs(data.arrays, batch, size)),
-                                  dtype=np.float32))
+        batch = data.positions[start : start + batch_size]
+        outputs.append(
+            np.asarray(
+                model.predict_on_batch(_model_inputs(data.arrays, batch, size)), dtype=np.float32
+            )
+        )
         if progress is not None:
             progress(stage, min(start + batch_size, total), total)
     result = np.concatenate(outputs, axis=0)
@@ -278,13 +266,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _interval(values: np.ndarray, groups: np.ndarray, n_resamples: int,
-              statistic: Callable[[np.ndarray], float] | None = None) -> list[float] | None:
+def _interval(
+    values: np.ndarray,
+    groups: np.ndarray,
+    n_resamples: int,
+    statistic: Callable[[np.ndarray], float] | None = None,
+) -> list[float] | None:
     """[low, high] of the 95% bootstrap interval over groups; None without data."""
     if len(values) == 0:
         return None
-    interval = metrics.bootstrap_ci(values, groups, statistic=statistic, n_resamples=n_resamples,
-                                    seed=BOOTSTRAP_SEED)
+    interval = metrics.bootstrap_ci(
+        values, groups, statistic=statistic, n_resamples=n_resamples, seed=BOOTSTRAP_SEED
+    )
     return [interval.low, interval.high]
 
 
@@ -321,8 +314,17 @@ def _pooled_dice(rows: np.ndarray) -> float:
 class _ImageScores:
     """Everything kept of one test image once its original-size maps are dropped."""
 
-    __slots__ = ("height", "width", "true_area", "counts", "has_lesion",
-                 "hd95", "hd95_mm", "min_area", "max_probability")
+    __slots__ = (
+        "height",
+        "width",
+        "true_area",
+        "counts",
+        "has_lesion",
+        "hd95",
+        "hd95_mm",
+        "min_area",
+        "max_probability",
+    )
 
 
 def _lesion_flags(scores: np.ndarray, thresholds: np.ndarray, min_area: int) -> np.ndarray:
@@ -351,8 +353,13 @@ def _lesion_flags(scores: np.ndarray, thresholds: np.ndarray, min_area: int) -> 
     return flags
 
 
-def _score_image(row: Any, probabilities: np.ndarray, thresholds: np.ndarray,
-                 validation_index: int, histogram: tuple[np.ndarray, np.ndarray]) -> _ImageScores:
+def _score_image(
+    row: Any,
+    probabilities: np.ndarray,
+    thresholds: np.ndarray,
+    validation_index: int,
+    histogram: tuple[np.ndarray, np.ndarray],
+) -> _ImageScores:
     """Map one model-size probability map to the original image and score it there."""
     from btseg.data.images import postprocess, read_image
     from btseg.data.labelme import lesions_mask, read_annotation
@@ -366,8 +373,9 @@ def _score_image(row: Any, probabilities: np.ndarray, thresholds: np.ndarray,
     annotation_path = _text(row.get("annotation_path"))
     if str(row["label"]) != "normal" and annotation_path:
         annotation = read_annotation(annotation_path, image_shape=shape)
-        truth = lesions_mask(annotation.lesions, (annotation.height, annotation.width),
-                             target_shape=shape)
+        truth = lesions_mask(
+            annotation.lesions, (annotation.height, annotation.width), target_shape=shape
+        )
     scores = postprocess(probabilities.astype(np.float32), shape).astype(np.float16)
 
     keys = scores.view(np.uint16).reshape(-1)
@@ -388,14 +396,24 @@ def _score_image(row: Any, probabilities: np.ndarray, thresholds: np.ndarray,
     result.max_probability = float(scores.max()) if scores.size else math.nan
     prediction = metrics.binarize(scores, float(thresholds[validation_index]))
     result.hd95 = metrics.hausdorff(truth, prediction, percentile=95)
-    result.hd95_mm = (metrics.hausdorff(truth, prediction, percentile=95, spacing=spacing)
-                      if spacing is not None else math.nan)
+    result.hd95_mm = (
+        metrics.hausdorff(truth, prediction, percentile=95, spacing=spacing)
+        if spacing is not None
+        else math.nan
+    )
     return result
 
 
-def _threshold_block(counts: np.ndarray, has_lesion: np.ndarray, tumour: np.ndarray,
-                     normal: np.ndarray, buckets: list[str], centers: list[str],
-                     groups: np.ndarray, n_resamples: int) -> dict[str, Any]:
+def _threshold_block(
+    counts: np.ndarray,
+    has_lesion: np.ndarray,
+    tumour: np.ndarray,
+    normal: np.ndarray,
+    buckets: list[str],
+    centers: list[str],
+    groups: np.ndarray,
+    n_resamples: int,
+) -> dict[str, Any]:
     """Summary numbers at one threshold.
 
     Args:
@@ -466,23 +484,35 @@ def _best_index(mean_dice: np.ndarray, thresholds: np.ndarray) -> int | None:
     return int(best[np.argmin(np.abs(thresholds[best] - 0.5))])
 
 
-def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
-                        n_resamples: int, progress: Progress | None) -> dict[str, Any]:
+def _evaluate_segmenter(
+    run: Any,
+    data: _TestData,
+    out: Path,
+    batch_size: int,
+    n_resamples: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
     """Write the segmentation artifacts into `out`; return the summary without the header."""
     size = run.input_size
     name = run.name
     outputs = _predict(run, data, batch_size, progress)
     probabilities = outputs.reshape(len(data.image_ids), size, size).astype(np.float16)
     del outputs
-    np.savez_compressed(out / files.PREDICTIONS_NPZ_FILE, image_ids=np.array(data.image_ids),
-                        probabilities=probabilities,
-                        input_size=np.int64(size), schema_version=np.int64(files.SCHEMA_VERSION))
+    np.savez_compressed(
+        out / files.PREDICTIONS_NPZ_FILE,
+        image_ids=np.array(data.image_ids),
+        probabilities=probabilities,
+        input_size=np.int64(size),
+        schema_version=np.int64(files.SCHEMA_VERSION),
+    )
 
     validation = float(run.threshold)
     thresholds = np.unique(np.r_[metrics.default_thresholds(), validation])
     validation_index = int(np.flatnonzero(thresholds == validation)[0])
-    histogram = (np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
-                 np.zeros(files.FLOAT16_KEYS, dtype=np.int64))
+    histogram = (
+        np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
+        np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
+    )
     count = len(data.image_ids)
     counts = np.zeros((count, len(thresholds), 4), dtype=np.int64)
     has_lesion = np.zeros((count, len(thresholds)), dtype=bool)
@@ -493,8 +523,9 @@ def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
     for index, image_id in enumerate(data.image_ids):
         row = data.rows.loc[image_id]
         try:
-            scores = _score_image(row, probabilities[index], thresholds, validation_index,
-                                  histogram)
+            scores = _score_image(
+                row, probabilities[index], thresholds, validation_index, histogram
+            )
         except BtsegError as error:
             raise RunError(
                 f"test image {image_id} cannot be scored at its original size ({error})",
@@ -508,31 +539,36 @@ def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
         tumour = scores.true_area > 0
         tp, fp, fn, tn = (int(value) for value in scores.counts[validation_index])
         at_validation = metrics.ConfusionCounts(tp, fp, fn, tn)
-        per_image_rows.append({
-            "image_id": image_id,
-            "label": str(row["label"]),
-            "subtype": _text(row.get("subtype")),
-            "center": int(row["center"]) if _text(row.get("center")) else "",
-            "site": _text(row.get("site")),
-            "region": _text(row.get("region")),
-            "view": _text(row.get("view")),
-            "group": int(data.groups[index]),
-            "image_height": scores.height,
-            "image_width": scores.width,
-            "true_area_px": scores.true_area,
-            "true_area_percent": 100.0 * fraction,
-            "size_bucket": metrics.lesion_size_bucket(fraction) if tumour else "",
-            "tumour": tumour,
-            "pred_area_px": tp + fp,
-            "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-            "dice": metrics.dice_from_counts(at_validation),
-            "iou": metrics.iou_from_counts(at_validation),
-            "hd95": scores.hd95,
-            "hd95_mm": scores.hd95_mm,
-            "predicted_lesion": bool(scores.has_lesion[validation_index]),
-            "min_lesion_area_px": scores.min_area,
-            "max_probability": scores.max_probability,
-        })
+        per_image_rows.append(
+            {
+                "image_id": image_id,
+                "label": str(row["label"]),
+                "subtype": _text(row.get("subtype")),
+                "center": int(row["center"]) if _text(row.get("center")) else "",
+                "site": _text(row.get("site")),
+                "region": _text(row.get("region")),
+                "view": _text(row.get("view")),
+                "group": int(data.groups[index]),
+                "image_height": scores.height,
+                "image_width": scores.width,
+                "true_area_px": scores.true_area,
+                "true_area_percent": 100.0 * fraction,
+                "size_bucket": metrics.lesion_size_bucket(fraction) if tumour else "",
+                "tumour": tumour,
+                "pred_area_px": tp + fp,
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "tn": tn,
+                "dice": metrics.dice_from_counts(at_validation),
+                "iou": metrics.iou_from_counts(at_validation),
+                "hd95": scores.hd95,
+                "hd95_mm": scores.hd95_mm,
+                "predicted_lesion": bool(scores.has_lesion[validation_index]),
+                "min_lesion_area_px": scores.min_area,
+                "max_probability": scores.max_probability,
+            }
+        )
         if progress is not None:
             progress(stage, index + 1, count)
     del probabilities
@@ -555,54 +591,86 @@ def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
     else:
         sweep["mean_dice"] = sweep["mean_iou"] = np.full(len(thresholds), math.nan)
         sweep["tumour_detection_rate"] = np.full(len(thresholds), math.nan)
-    sweep["normal_fp_rate"] = (has_lesion[normal].mean(axis=0) if normal.any()
-                               else np.full(len(thresholds), math.nan))
+    sweep["normal_fp_rate"] = (
+        has_lesion[normal].mean(axis=0) if normal.any() else np.full(len(thresholds), math.nan)
+    )
     sweep.update({"tp": pooled.tp, "fp": pooled.fp, "fn": pooled.fn, "tn": pooled.tn})
     columns = list(sweep)
-    atomic_write_csv(out / files.SWEEP_FILE,
-                     [{key: sweep[key][k].item() for key in columns}
-                      for k in range(len(thresholds))], columns)
+    atomic_write_csv(
+        out / files.SWEEP_FILE,
+        [{key: sweep[key][k].item() for key in columns} for k in range(len(thresholds))],
+        columns,
+    )
     atomic_write_csv(out / files.PER_IMAGE_FILE, per_image_rows, list(per_image_rows[0]))
     np.savez_compressed(
-        out / files.PER_IMAGE_SWEEP_FILE, image_ids=np.array(data.image_ids),
-        thresholds=thresholds, tp=counts[:, :, 0], fp=counts[:, :, 1], fn=counts[:, :, 2],
-        tn=counts[:, :, 3], has_lesion=has_lesion, schema_version=np.int64(files.SCHEMA_VERSION),
+        out / files.PER_IMAGE_SWEEP_FILE,
+        image_ids=np.array(data.image_ids),
+        thresholds=thresholds,
+        tp=counts[:, :, 0],
+        fp=counts[:, :, 1],
+        fn=counts[:, :, 2],
+        tn=counts[:, :, 3],
+        has_lesion=has_lesion,
+        schema_version=np.int64(files.SCHEMA_VERSION),
     )
-    np.savez_compressed(out / files.HISTOGRAM_FILE, positives=histogram[0],
-                        negatives=histogram[1], schema_version=np.int64(files.SCHEMA_VERSION))
+    np.savez_compressed(
+        out / files.HISTOGRAM_FILE,
+        positives=histogram[0],
+        negatives=histogram[1],
+        schema_version=np.int64(files.SCHEMA_VERSION),
+    )
     roc, pr = files.curves_from_histogram(*histogram)
     roc_kept = files.downsample_curve(roc.fpr, roc.tpr)
     pr_kept = files.downsample_curve(pr.recall, pr.precision)
     pr_threshold_kept = pr_kept[pr_kept < len(pr.thresholds)]
     np.savez_compressed(
         out / files.CURVES_FILE,
-        roc_fpr=roc.fpr[roc_kept], roc_tpr=roc.tpr[roc_kept],
+        roc_fpr=roc.fpr[roc_kept],
+        roc_tpr=roc.tpr[roc_kept],
         roc_thresholds=roc.thresholds[roc_kept],
-        pr_precision=pr.precision[pr_kept], pr_recall=pr.recall[pr_kept],
+        pr_precision=pr.precision[pr_kept],
+        pr_recall=pr.recall[pr_kept],
         # thresholds[k] belongs to point k; the last PR point (recall 0) has none (NaN).
-        pr_thresholds=np.r_[pr.thresholds[pr_threshold_kept],
-                            np.full(len(pr_kept) - len(pr_threshold_kept), math.nan)],
+        pr_thresholds=np.r_[
+            pr.thresholds[pr_threshold_kept],
+            np.full(len(pr_kept) - len(pr_threshold_kept), math.nan),
+        ],
         schema_version=np.int64(files.SCHEMA_VERSION),
     )
 
     def block_at(index: int) -> dict[str, Any]:
         block = {"threshold": float(thresholds[index])}
-        block.update(_threshold_block(counts[:, index], has_lesion[:, index], tumour, normal,
-                                      buckets, centers, data.groups, n_resamples))
+        block.update(
+            _threshold_block(
+                counts[:, index],
+                has_lesion[:, index],
+                tumour,
+                normal,
+                buckets,
+                centers,
+                data.groups,
+                n_resamples,
+            )
+        )
         return block
 
     at_validation = block_at(validation_index)
     hd95 = np.array([row["hd95"] for row in per_image_rows], dtype=np.float64)[tumour]
-    at_validation.update({
-        "mean_hd95_tumour_px": float(np.nanmean(hd95)) if np.isfinite(hd95).any() else math.nan,
-        "median_hd95_tumour_px": _median(hd95),
-        "hd95_undefined_images": int(np.isnan(hd95).sum()),
-    })
+    at_validation.update(
+        {
+            "mean_hd95_tumour_px": float(np.nanmean(hd95)) if np.isfinite(hd95).any() else math.nan,
+            "median_hd95_tumour_px": _median(hd95),
+            "hd95_undefined_images": int(np.isnan(hd95).sum()),
+        }
+    )
     best_index = _best_index(np.asarray(sweep["mean_dice"], dtype=np.float64), thresholds)
     best_on_test = None
     if best_index is not None:
-        best_on_test = {"optimistic": True, "note": files.OPTIMISTIC_NOTE,
-                        "criterion": "max mean Dice over the test tumour images"}
+        best_on_test = {
+            "optimistic": True,
+            "note": files.OPTIMISTIC_NOTE,
+            "criterion": "max mean Dice over the test tumour images",
+        }
         best_on_test.update(block_at(best_index))
     unscored = int((~tumour & ~normal).sum())
     return {
@@ -613,9 +681,11 @@ def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
         "resolution": "original",
         "validation_threshold": validation,
         "thresholds": "btseg.metrics.default_thresholds() and the validation threshold",
-        "lesion_rule": ("an 8-connected region of probability >= threshold covering at least "
-                        "btseg.infer.min_lesion_area(shape) pixels "
-                        "(max(16, ceil(1e-4 * height * width)))"),
+        "lesion_rule": (
+            "an 8-connected region of probability >= threshold covering at least "
+            "btseg.infer.min_lesion_area(shape) pixels "
+            "(max(16, ceil(1e-4 * height * width)))"
+        ),
         "hd95_units": "original pixels",
         "at_validation_threshold": at_validation,
         "best_on_test": best_on_test,
@@ -632,16 +702,23 @@ def _evaluate_segmenter(run: Any, data: _TestData, out: Path, batch_size: int,
 
 def _classification_statistic(key: str, n_classes: int) -> Callable[[np.ndarray], float]:
     def statistic(rows: np.ndarray) -> float:
-        report = metrics.classification_report(rows[:, 0].astype(np.int64), rows[:, 1:],
-                                                CLASS_NAMES[:n_classes])
+        report = metrics.classification_report(
+            rows[:, 0].astype(np.int64), rows[:, 1:], CLASS_NAMES[:n_classes]
+        )
         value = report[key]
         return math.nan if value is None else float(value)
 
     return statistic
 
 
-def _evaluate_classifier(run: Any, data: _TestData, out: Path, batch_size: int,
-                         n_resamples: int, progress: Progress | None) -> dict[str, Any]:
+def _evaluate_classifier(
+    run: Any,
+    data: _TestData,
+    out: Path,
+    batch_size: int,
+    n_resamples: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
     probabilities = _predict(run, data, batch_size, progress).astype(np.float64)
     names = list(CLASS_NAMES)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
@@ -658,22 +735,26 @@ def _evaluate_classifier(run: Any, data: _TestData, out: Path, batch_size: int,
     for index, image_id in enumerate(data.image_ids):
         row = data.rows.loc[image_id]
         entry = {"image_id": image_id, "label": names[labels[index]]}
-        entry.update({f"prob_{name}": float(probabilities[index, k])
-                      for k, name in enumerate(names)})
-        entry.update({
-            "predicted": names[predicted[index]],
-            "correct": bool(predicted[index] == labels[index]),
-            "center": int(row["center"]) if _text(row.get("center")) else "",
-            "subtype": _text(row.get("subtype")),
-            "group": int(data.groups[index]),
-        })
+        entry.update(
+            {f"prob_{name}": float(probabilities[index, k]) for k, name in enumerate(names)}
+        )
+        entry.update(
+            {
+                "predicted": names[predicted[index]],
+                "correct": bool(predicted[index] == labels[index]),
+                "center": int(row["center"]) if _text(row.get("center")) else "",
+                "subtype": _text(row.get("subtype")),
+                "group": int(data.groups[index]),
+            }
+        )
         rows.append(entry)
     atomic_write_csv(out / files.PREDICTIONS_CSV_FILE, rows, list(rows[0]))
 
     stacked = np.column_stack([labels.astype(np.float64), probabilities])
     ci95 = {
-        key: _interval(stacked, data.groups, n_resamples,
-                       _classification_statistic(key, len(names)))
+        key: _interval(
+            stacked, data.groups, n_resamples, _classification_statistic(key, len(names))
+        )
         for key in ("macro_auc", "balanced_accuracy", "accuracy")
     }
     centers = np.array([str(row["center"]) for row in rows], dtype=object)
@@ -681,44 +762,71 @@ def _evaluate_classifier(run: Any, data: _TestData, out: Path, batch_size: int,
     for center in sorted(set(centers), key=lambda value: (len(value), value)):
         members = centers == center
         part = metrics.classification_report(labels[members], probabilities[members], names)
-        by_center[center] = {key: part[key] for key in
-                             ("n_samples", "accuracy", "balanced_accuracy", "macro_auc")}
+        by_center[center] = {
+            key: part[key] for key in ("n_samples", "accuracy", "balanced_accuracy", "macro_auc")
+        }
 
     roc_classes = {}
     for k, name in enumerate(names):
         roc = metrics.roc_curve_points(labels == k, probabilities[:, k])
         pr = metrics.pr_curve_points(labels == k, probabilities[:, k])
         roc_classes[name] = {
-            "fpr": roc.fpr, "tpr": roc.tpr, "thresholds": roc.thresholds, "auc": roc.auc,
-            "precision": pr.precision, "recall": pr.recall, "pr_thresholds": pr.thresholds,
-            "average_precision": pr.average_precision, "support": int((labels == k).sum()),
+            "fpr": roc.fpr,
+            "tpr": roc.tpr,
+            "thresholds": roc.thresholds,
+            "auc": roc.auc,
+            "precision": pr.precision,
+            "recall": pr.recall,
+            "pr_thresholds": pr.thresholds,
+            "average_precision": pr.average_precision,
+            "support": int((labels == k).sum()),
         }
     tumour = labels != names.index("normal")
     tumour_score = 1.0 - probabilities[:, names.index("normal")]
     binary = metrics.roc_curve_points(tumour, tumour_score)
-    atomic_write_json(out / files.ROC_FILE, _plain({
-        "schema_version": files.SCHEMA_VERSION,
-        "classes": roc_classes,
-        "normal_vs_tumour": {"fpr": binary.fpr, "tpr": binary.tpr,
-                             "thresholds": binary.thresholds, "auc": binary.auc,
-                             "score": "1 - prob_normal"},
-        "note": "one-vs-rest curves; a threshold of null stands for +infinity",
-    }))
+    atomic_write_json(
+        out / files.ROC_FILE,
+        _plain(
+            {
+                "schema_version": files.SCHEMA_VERSION,
+                "classes": roc_classes,
+                "normal_vs_tumour": {
+                    "fpr": binary.fpr,
+                    "tpr": binary.tpr,
+                    "thresholds": binary.thresholds,
+                    "auc": binary.auc,
+                    "score": "1 - prob_normal",
+                },
+                "note": "one-vs-rest curves; a threshold of null stands for +infinity",
+            }
+        ),
+    )
     curve = metrics.reliability_curve(labels, probabilities)
     ece = metrics.expected_calibration_error(labels, probabilities)
-    atomic_write_json(out / files.RELIABILITY_FILE, _plain({
-        "schema_version": files.SCHEMA_VERSION,
-        "confidence": curve.confidence, "accuracy": curve.accuracy, "count": curve.count,
-        "edges": curve.edges, "ece": ece, "n_bins": len(curve.count),
-        "note": "top-class probability in equal-width bins (edges[k], edges[k+1]]",
-    }))
+    atomic_write_json(
+        out / files.RELIABILITY_FILE,
+        _plain(
+            {
+                "schema_version": files.SCHEMA_VERSION,
+                "confidence": curve.confidence,
+                "accuracy": curve.accuracy,
+                "count": curve.count,
+                "edges": curve.edges,
+                "ece": ece,
+                "n_bins": len(curve.count),
+                "note": "top-class probability in equal-width bins (edges[k], edges[k+1]]",
+            }
+        ),
+    )
     summary = dict(report)
-    summary.update({
-        "ece": ece,
-        "ci95": ci95,
-        "by_center": by_center,
-        "input_size": run.input_size,
-    })
+    summary.update(
+        {
+            "ece": ece,
+            "ci95": ci95,
+            "by_center": by_center,
+            "input_size": run.input_size,
+        }
+    )
     return summary
 
 
@@ -726,10 +834,18 @@ def _evaluate_classifier(run: Any, data: _TestData, out: Path, batch_size: int,
 # Entry points
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | Path, force: bool = False,
-                 progress: Progress | None = None, *, cache_dir: str | Path | None = None,
-                 log: Log | None = print, batch_size: int = 8,
-                 n_resamples: int = BOOTSTRAP_RESAMPLES, workers: int = 2) -> Path:
+def evaluate_run(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    log: Log | None = print,
+    batch_size: int = 8,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    workers: int = 2,
+) -> Path:
     """Evaluate one run on the test split; write and return run_dir/evaluation.
 
     Skipped (nothing written, no TensorFlow) when evaluation/summary.json already records the
@@ -762,8 +878,11 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, force: bool = False,
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     if not info["complete"]:
-        raise RunError(info["problem"] or "the run folder is incomplete", where=str(run_dir),
-                       fix=f"train the model: {train_command(run_dir.name, str(data_dir))}")
+        raise RunError(
+            info["problem"] or "the run folder is incomplete",
+            where=str(run_dir),
+            fix=f"train the model: {train_command(run_dir.name, str(data_dir))}",
+        )
     config = info["config"]
     segmenter = _is_segmenter(config, run_dir)
     dataset = open_dataset(data_dir)
@@ -771,17 +890,19 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, force: bool = False,
     fingerprint_of_model = model_fingerprint(run_dir)
     settings = _settings(config, n_resamples)
     destination = files.evaluation_dir(run_dir)
-    if not force and _up_to_date(run_dir, fingerprint_of_data, fingerprint_of_model, settings,
-                                 segmenter):
-        say(f"{run_dir.name}: evaluation is up to date (same model and data); "
-            "use --force to redo it")
+    if not force and _up_to_date(
+        run_dir, fingerprint_of_data, fingerprint_of_model, settings, segmenter
+    ):
+        say(
+            f"{run_dir.name}: evaluation is up to date (same model and data); "
+            "use --force to redo it"
+        )
         return destination
 
     started = time.monotonic()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_name = str(config.get("run", run_dir.name))
-    data = _TestData(run_name, config, dataset, fingerprint_of_data, cache, workers, progress,
-                     say)
+    data = _TestData(run_name, config, dataset, fingerprint_of_data, cache, workers, progress, say)
     run = load_run(run_dir)
     _remove_stale_folders(run_dir)
     temporary = run_dir / f"{files.EVALUATION_FOLDER}.tmp-{os.getpid()}"
@@ -807,28 +928,42 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, force: bool = False,
             "n_test_images": len(data.image_ids),
             "test_images_left_out": data.left_out,
             "n_groups": int(len(np.unique(data.groups))),
-            "bootstrap": {"n_resamples": int(n_resamples), "seed": BOOTSTRAP_SEED,
-                          "unit": "surrogate patient (btseg.data.splits.surrogate_patient_ids)",
-                          "level": 0.95},
+            "bootstrap": {
+                "n_resamples": int(n_resamples),
+                "seed": BOOTSTRAP_SEED,
+                "unit": "surrogate patient (btseg.data.splits.surrogate_patient_ids)",
+                "level": 0.95,
+            },
             "warnings": data.warnings,
             **results,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "evaluation_seconds": round(time.monotonic() - started, 1),
         }
         atomic_write_json(temporary / files.SUMMARY_FILE, _plain(summary))
-        _swap_into_place(temporary, destination)
+        swap_folder_into_place(
+            temporary, destination, destination.with_name(f"{destination.name}.old-{os.getpid()}")
+        )
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
-    say(f"{run_name}: evaluated {len(data.image_ids)} test images in "
-        f"{summary['evaluation_seconds']:.0f}s -> {destination}")
+    say(
+        f"{run_name}: evaluated {len(data.image_ids)} test images in "
+        f"{summary['evaluation_seconds']:.0f}s -> {destination}"
+    )
     return destination
 
 
-def evaluate_all(models_dir: str | Path, data_dir: str | Path, force: bool = False,
-                 progress: Progress | None = None, *, models: Sequence[str] | None = None,
-                 cache_dir: str | Path | None = None, log: Log | None = print,
-                 n_resamples: int = BOOTSTRAP_RESAMPLES) -> dict[str, Path]:
+def evaluate_all(
+    models_dir: str | Path,
+    data_dir: str | Path,
+    force: bool = False,
+    progress: Progress | None = None,
+    *,
+    models: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    log: Log | None = print,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+) -> dict[str, Path]:
     """Evaluate every complete run under models_dir (or those named in `models`).
 
     A run that is missing or incomplete is skipped with a message naming the command that
@@ -847,32 +982,55 @@ def evaluate_all(models_dir: str | Path, data_dir: str | Path, force: bool = Fal
     if models:
         wanted = [run_name_for(str(model).strip().lower()) for model in models]
     else:
-        found = sorted(
-            (folder.name for folder in models_dir.iterdir()
-             if folder.is_dir() and not folder.name.startswith((".", "_"))),
-            key=lambda name: (RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER),
-                              name),
-        ) if models_dir.is_dir() else []
-        wanted = [name for name in found if (models_dir / name / CONFIG_FILE).exists()
-                  or name in RUN_NAMES.values()]
+        found = (
+            sorted(
+                (
+                    folder.name
+                    for folder in models_dir.iterdir()
+                    if folder.is_dir() and not folder.name.startswith((".", "_"))
+                ),
+                key=lambda name: (
+                    RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER),
+                    name,
+                ),
+            )
+            if models_dir.is_dir()
+            else []
+        )
+        wanted = [
+            name
+            for name in found
+            if (models_dir / name / CONFIG_FILE).exists() or name in RUN_NAMES.values()
+        ]
     results: dict[str, Path] = {}
     failures: list[str] = []
     for name in wanted:
         run_dir = models_dir / name
         if not is_complete(run_dir):
             state = "is not trained" if not run_dir.exists() else "is incomplete"
-            say(f"Skipping {name}: {run_dir} {state}; train it with "
-                f"`{train_command(name, str(data_dir))}`.")
+            say(
+                f"Skipping {name}: {run_dir} {state}; train it with "
+                f"`{train_command(name, str(data_dir))}`."
+            )
             continue
         try:
-            results[name] = evaluate_run(run_dir, data_dir, force=force, progress=progress,
-                                         cache_dir=cache_dir, log=log, n_resamples=n_resamples)
+            results[name] = evaluate_run(
+                run_dir,
+                data_dir,
+                force=force,
+                progress=progress,
+                cache_dir=cache_dir,
+                log=log,
+                n_resamples=n_resamples,
+            )
         except RunError as error:
             say(f"{name}: evaluation failed: {error}")
             failures.append(name)
     if not wanted:
-        say(f"No trained model in {models_dir}; train them with "
-            f"`{train_command('all', str(data_dir))}`.")
+        say(
+            f"No trained model in {models_dir}; train them with "
+            f"`{train_command('all', str(data_dir))}`."
+        )
     if failures:
         raise RunError(
             f"the evaluation of {', '.join(failures)} failed (see the messages above)",

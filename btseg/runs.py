@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -99,19 +100,62 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def process_alive(pid: int) -> bool:
+    """True when a process with this id exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: str | Path, pattern: str) -> None:
+    """Remove folders matching `pattern` (ending in -<pid>) left by processes that no longer run."""
+    for path in Path(folder).glob(pattern):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def swap_folder_into_place(temporary: str | Path, final: str | Path, old: str | Path) -> Path:
+    """Rename the finished `temporary` folder to `final`; a previous `final` is moved to `old`
+    and removed only once the new one is in place (restored if the rename fails)."""
+    temporary, final, old = Path(temporary), Path(final), Path(old)
+    if old.exists():
+        shutil.rmtree(old)
+    had_old = final.exists()
+    if had_old:
+        os.replace(final, old)
+    try:
+        os.replace(temporary, final)
+    except OSError:
+        if had_old:
+            os.replace(old, final)
+        raise
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def atomic_write_json(path: str | Path, payload: Any) -> None:
     """Write `payload` as indented strict JSON (NaN -> null) atomically."""
     plain = json.loads(json.dumps(payload, default=_json_default))
     atomic_write_text(path, json.dumps(_finite(plain), indent=2, allow_nan=False) + "\n")
 
 
-def atomic_write_csv(path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+def atomic_write_csv(
+    path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None
+) -> None:
     """Write dict rows as CSV with a header atomically; columns default to the first row's keys."""
     rows = list(rows)
     if columns is None:
         columns = list(rows[0]) if rows else []
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
@@ -187,7 +231,9 @@ def _check_folder(path: Path) -> tuple[dict[str, Any], str]:
         )
     config = _read_json(path / CONFIG_FILE, run_name)
     run_name = _run_kind(path, config)
-    data_dir = (config.get("data") or {}).get("dir") if isinstance(config.get("data"), dict) else None
+    data_dir = (
+        (config.get("data") or {}).get("dir") if isinstance(config.get("data"), dict) else None
+    )
     for name in required_files(run_name):
         file = path / name
         if not file.is_file() or file.stat().st_size == 0:

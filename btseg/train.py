@@ -41,7 +41,9 @@ from btseg.runs import (
     RUN_NAMES,
     THRESHOLD_FILE,
     atomic_write_json,
+    remove_dead_temporaries,
     run_name_for,
+    swap_folder_into_place,
 )
 
 SEGMENTERS = ("basic", "attention")
@@ -132,27 +134,62 @@ class TrainConfig:
 def _recipes() -> dict[str, dict[str, TrainConfig]]:
     full = {
         "basic": TrainConfig(
-            model="basic", profile="full", input_size=224, epochs=20, batch_size=8,
-            learning_rate=1e-3, patience=5, loss="bce", monitor="val_loss",
+            model="basic",
+            profile="full",
+            input_size=224,
+            epochs=20,
+            batch_size=8,
+            learning_rate=1e-3,
+            patience=5,
+            loss="bce",
+            monitor="val_loss",
         ),
         "attention": TrainConfig(
-            model="attention", profile="full", input_size=224, epochs=100, batch_size=8,
-            learning_rate=1e-4, patience=10, loss="dice_focal", monitor="val_best_dice",
-            balance_ratio=0.5, augment=True, filters=32, dropout=0.2,
-            reduce_lr_factor=0.5, reduce_lr_patience=5,
+            model="attention",
+            profile="full",
+            input_size=224,
+            epochs=100,
+            batch_size=8,
+            learning_rate=1e-4,
+            patience=10,
+            loss="dice_focal",
+            monitor="val_best_dice",
+            balance_ratio=0.5,
+            augment=True,
+            filters=32,
+            dropout=0.2,
+            reduce_lr_factor=0.5,
+            reduce_lr_patience=5,
         ),
         "classifier": TrainConfig(
-            model="classifier", profile="full", input_size=224, epochs=30, batch_size=16,
-            learning_rate=1e-3, patience=6, loss="weighted_ce", monitor="val_balanced_accuracy",
-            augment=True, dropout=0.5, reduce_lr_factor=0.3, reduce_lr_patience=2,
-            weights="imagenet", phase1_backbone="frozen", fine_tune_epochs=20,
-            fine_tune_learning_rate=1e-4, weight_decay=1e-4, clipnorm=1.0,
+            model="classifier",
+            profile="full",
+            input_size=224,
+            epochs=30,
+            batch_size=16,
+            learning_rate=1e-3,
+            patience=6,
+            loss="weighted_ce",
+            monitor="val_balanced_accuracy",
+            augment=True,
+            dropout=0.5,
+            reduce_lr_factor=0.3,
+            reduce_lr_patience=2,
+            weights="imagenet",
+            phase1_backbone="frozen",
+            fine_tune_epochs=20,
+            fine_tune_learning_rate=1e-4,
+            weight_decay=1e-4,
+            clipnorm=1.0,
         ),
     }
     # Demo: all three models on the 600-image synthetic set in minutes on 2 CPU cores.
     demo = {
         "basic": dataclasses.replace(
-            full["basic"], profile="demo", input_size=96, epochs=3,
+            full["basic"],
+            profile="demo",
+            input_size=96,
+            epochs=3,
             notes=(
                 "demo: 96 px and 3 epochs so that all three models train in minutes on 2 CPU "
                 "cores; with BCE the basic U-Net collapses to an empty prediction within two "
@@ -160,8 +197,14 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             ),
         ),
         "attention": dataclasses.replace(
-            full["attention"], profile="demo", input_size=96, epochs=14, filters=8,
-            learning_rate=1e-3, patience=6, reduce_lr_patience=3,
+            full["attention"],
+            profile="demo",
+            input_size=96,
+            epochs=14,
+            filters=8,
+            learning_rate=1e-3,
+            patience=6,
+            reduce_lr_patience=3,
             notes=(
                 "demo: 96 px, filters 8 (about 0.5 M parameters, as many as the basic U-Net) and "
                 "at most 14 epochs to train in minutes on 2 CPU cores",
@@ -169,8 +212,15 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             ),
         ),
         "classifier": dataclasses.replace(
-            full["classifier"], profile="demo", input_size=64, epochs=6, batch_size=16,
-            learning_rate=3e-4, weights=None, phase1_backbone="all", fine_tune_epochs=1,
+            full["classifier"],
+            profile="demo",
+            input_size=64,
+            epochs=6,
+            batch_size=16,
+            learning_rate=3e-4,
+            weights=None,
+            phase1_backbone="all",
+            fine_tune_epochs=1,
             patience=4,
             notes=(
                 "demo: no ImageNet weights (nothing to download), so phase 1 trains the whole "
@@ -183,8 +233,15 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
     }
     tiny = {
         name: dataclasses.replace(
-            config, profile="tiny", input_size=64, epochs=2, batch_size=4, patience=2,
-            max_images=12, max_validation_images=6, notes=("tiny: a smoke test, not a model",),
+            config,
+            profile="tiny",
+            input_size=64,
+            epochs=2,
+            batch_size=4,
+            patience=2,
+            max_images=12,
+            max_validation_images=6,
+            notes=("tiny: a smoke test, not a model",),
         )
         for name, config in demo.items()
     }
@@ -197,8 +254,13 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
 #: PROFILES[profile][model] -> TrainConfig.
 PROFILES: dict[str, dict[str, TrainConfig]] = _recipes()
 
-_MODEL_ALIASES = {"basic": "basic", "basic_unet": "basic", "attention": "attention",
-                  "attention_unet": "attention", "classifier": "classifier"}
+_MODEL_ALIASES = {
+    "basic": "basic",
+    "basic_unet": "basic",
+    "attention": "attention",
+    "attention_unet": "attention",
+    "classifier": "classifier",
+}
 
 
 def model_key(name: str) -> str:
@@ -213,7 +275,9 @@ def model_key(name: str) -> str:
     return key
 
 
-def make_config(name: str, profile: str = "demo", overrides: dict[str, Any] | None = None) -> TrainConfig:
+def make_config(
+    name: str, profile: str = "demo", overrides: dict[str, Any] | None = None
+) -> TrainConfig:
     """The profile's TrainConfig for a model with overrides applied and checked.
 
     Raises:
@@ -222,7 +286,9 @@ def make_config(name: str, profile: str = "demo", overrides: dict[str, Any] | No
     key = model_key(name)
     if profile not in PROFILES:
         raise ConfigError(
-            f"unknown profile {profile!r}", where="--profile", fix=f"choose one of {', '.join(PROFILES)}"
+            f"unknown profile {profile!r}",
+            where="--profile",
+            fix=f"choose one of {', '.join(PROFILES)}",
         )
     config = PROFILES[profile][key]
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -243,8 +309,11 @@ def make_config(name: str, profile: str = "demo", overrides: dict[str, Any] | No
 def _check_config(config: TrainConfig) -> None:
     def bad(name: str, value: Any, expected: str) -> ConfigError:
         flag = "--" + name.replace("_", "-")
-        return ConfigError(f"{name} = {value!r} is invalid: expected {expected}", where=flag,
-                           fix=f"pass a valid {flag}")
+        return ConfigError(
+            f"{name} = {value!r} is invalid: expected {expected}",
+            where=flag,
+            fix=f"pass a valid {flag}",
+        )
 
     positive = ("epochs", "batch_size", "input_size", "patience", "filters")
     for name in positive:
@@ -253,7 +322,9 @@ def _check_config(config: TrainConfig) -> None:
             raise bad(name, value, "a positive integer")
     for name in ("max_images", "max_validation_images"):
         value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 2
+        ):
             raise bad(name, value, "an integer of at least 2, or nothing")
     if not isinstance(config.fine_tune_epochs, int) or config.fine_tune_epochs < 0:
         raise bad("fine_tune_epochs", config.fine_tune_epochs, "an integer >= 0")
@@ -289,8 +360,8 @@ def _check_config(config: TrainConfig) -> None:
 class TrainingData:
     """Cached arrays and the rows of each split part used for training."""
 
-    arrays: Any                    # btseg.data.cache.CachedArrays
-    train: np.ndarray              # positions into arrays
+    arrays: Any  # btseg.data.cache.CachedArrays
+    train: np.ndarray  # positions into arrays
     validation: np.ndarray
     data_dir: Path
     split_id: str
@@ -298,7 +369,9 @@ class TrainingData:
     synthetic: bool
 
 
-def _subsample(positions: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+def _subsample(
+    positions: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
+) -> np.ndarray:
     """At most `limit` positions, stratified by label, in ascending order."""
     if limit is None or positions.size <= limit:
         return positions
@@ -337,7 +410,9 @@ def prepare_data(
     dataset = open_dataset(data_dir)
     split = split_for(dataset, cache_dir=cache, seed=config.split_seed)
     printer = ProgressPrinter(f"Caching images at {config.input_size} px")
-    arrays = build_cache(dataset.usable, config.input_size, cache_dir=cache, workers=2, progress=printer)
+    arrays = build_cache(
+        dataset.usable, config.input_size, cache_dir=cache, workers=2, progress=printer
+    )
     labels = np.asarray(arrays.labels)
     train = _subsample(arrays.positions(split.ids("train")), labels, config.max_images, config.seed)
     validation = _subsample(
@@ -437,7 +512,9 @@ def _format_logs(logs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _progress_callback(run_name: str, total_epochs: int, progress: Callable[[str], None], start: float):
+def _progress_callback(
+    run_name: str, total_epochs: int, progress: Callable[[str], None], start: float
+):
     """Prints 'epoch i/n: metrics; elapsed, ~left' after each epoch."""
     import keras
 
@@ -503,7 +580,7 @@ def _callbacks(
 
 @dataclass
 class _Outcome:
-    model: Any                      # float32 model with the best weights
+    model: Any  # float32 model with the best weights
     epochs_run: int
     training_seconds: float
     best_value: float | None
@@ -548,8 +625,13 @@ def _train_segmenter(config, data: TrainingData, folder: Path, device: _Device, 
     from btseg.pipeline import segmentation_dataset
 
     train_dataset, steps = segmentation_dataset(
-        data.arrays, data.train, config.batch_size, training=True, augment=config.augment,
-        tumour_fraction=config.balance_ratio, seed=config.seed,
+        data.arrays,
+        data.train,
+        config.batch_size,
+        training=True,
+        augment=config.augment,
+        tumour_fraction=config.balance_ratio,
+        seed=config.seed,
     )
     validation_dataset, _ = segmentation_dataset(
         data.arrays, data.validation, config.batch_size, training=False
@@ -557,14 +639,21 @@ def _train_segmenter(config, data: TrainingData, folder: Path, device: _Device, 
     with device.strategy.scope():
         model = build_model(config)
         loss, metrics = _loss_and_metrics(config)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics
+        )
     start = time.monotonic()
     callbacks, checkpoint = _callbacks(
         config, folder, _progress_callback(config.run_name, config.epochs, progress, start), extra
     )
     history = model.fit(
-        train_dataset, epochs=config.epochs, steps_per_epoch=steps,
-        validation_data=validation_dataset, callbacks=callbacks, verbose=0, shuffle=False,
+        train_dataset,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        validation_data=validation_dataset,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
     )
     seconds = time.monotonic() - start
     loss, metrics = _loss_and_metrics(config)
@@ -585,7 +674,11 @@ def _train_classifier(config, data: TrainingData, folder: Path, device: _Device,
 
     weights = class_weights(np.asarray(data.arrays.labels)[data.train], len(CLASS_NAMES))
     train_dataset, steps = classification_dataset(
-        data.arrays, data.train, config.batch_size, training=True, augment=config.augment,
+        data.arrays,
+        data.train,
+        config.batch_size,
+        training=True,
+        augment=config.augment,
         seed=config.seed,
     )
     validation_dataset, _ = classification_dataset(
@@ -598,11 +691,18 @@ def _train_classifier(config, data: TrainingData, folder: Path, device: _Device,
         model = build_model(config)
         set_backbone_trainable(model, config.phase1_backbone)
         loss, metrics = _loss_and_metrics(config, weights)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics)
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics
+        )
     callbacks, checkpoint = _callbacks(config, folder, progress_callback, extra)
     history = model.fit(
-        train_dataset, epochs=config.epochs, steps_per_epoch=steps,
-        validation_data=validation_dataset, callbacks=callbacks, verbose=0, shuffle=False,
+        train_dataset,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        validation_data=validation_dataset,
+        callbacks=callbacks,
+        verbose=0,
+        shuffle=False,
     )
     epochs_run = len(history.epoch)
     best_value = _best(checkpoint)
@@ -621,13 +721,22 @@ def _train_classifier(config, data: TrainingData, folder: Path, device: _Device,
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
         fine_config = dataclasses.replace(config, reduce_lr_factor=None)
         callbacks, checkpoint = _callbacks(
-            fine_config, folder, progress_callback, extra,
-            append_history=True, initial_best=best_value,
+            fine_config,
+            folder,
+            progress_callback,
+            extra,
+            append_history=True,
+            initial_best=best_value,
         )
         history = model.fit(
-            train_dataset, initial_epoch=epochs_run, epochs=epochs_run + config.fine_tune_epochs,
-            steps_per_epoch=steps, validation_data=validation_dataset, callbacks=callbacks,
-            verbose=0, shuffle=False,
+            train_dataset,
+            initial_epoch=epochs_run,
+            epochs=epochs_run + config.fine_tune_epochs,
+            steps_per_epoch=steps,
+            validation_data=validation_dataset,
+            callbacks=callbacks,
+            verbose=0,
+            shuffle=False,
         )
         epochs_run += len(history.epoch)
         best_value = _best(checkpoint) if _best(checkpoint) is not None else best_value
@@ -644,7 +753,9 @@ def _train_classifier(config, data: TrainingData, folder: Path, device: _Device,
 def _predict(model, data: TrainingData, batch_size: int) -> np.ndarray:
     from btseg.pipeline import image_dataset
 
-    return np.asarray(model.predict(image_dataset(data.arrays, data.validation, batch_size), verbose=0))
+    return np.asarray(
+        model.predict(image_dataset(data.arrays, data.validation, batch_size), verbose=0)
+    )
 
 
 def choose_threshold(truth: np.ndarray, scores: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
@@ -663,16 +774,19 @@ def choose_threshold(truth: np.ndarray, scores: np.ndarray) -> tuple[float, list
     with_tumour = truth.reshape(truth.shape[0], -1).any(axis=1)
     if not with_tumour.any():
         raise ValueError("no image with a tumour to choose a threshold on")
-    table = metrics.threshold_sweep(truth[with_tumour], np.asarray(scores)[with_tumour],
-                                    metrics.default_thresholds())
+    table = metrics.threshold_sweep(
+        truth[with_tumour], np.asarray(scores)[with_tumour], metrics.default_thresholds()
+    )
     values = table["mean_dice"].to_numpy(dtype=float)
     values = np.where(np.isnan(values), -np.inf, values)
     best = np.flatnonzero(values == values.max())
     thresholds = table["threshold"].to_numpy(dtype=float)
     chosen = best[np.argmin(np.abs(thresholds[best] - 0.5))]
     rows = [
-        {key: (None if isinstance(value, float) and math.isnan(value) else _plain(value))
-         for key, value in row.items()}
+        {
+            key: (None if isinstance(value, float) and math.isnan(value) else _plain(value))
+            for key, value in row.items()
+        }
         for row in table.to_dict("records")
     ]
     return float(thresholds[chosen]), rows
@@ -686,7 +800,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _segmentation_validation(model, config, data: TrainingData) -> tuple[dict[str, Any], dict[str, Any]]:
+def _segmentation_validation(
+    model, config, data: TrainingData
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(validation metrics for config.json, threshold.json content)."""
     scores = _predict(model, data, config.batch_size)[..., 0]
     truth = np.asarray(data.arrays.masks[data.validation])
@@ -724,8 +840,16 @@ def _classification_validation(model, config, data: TrainingData) -> dict[str, A
     probabilities = _predict(model, data, config.batch_size).astype(np.float64)
     truth = np.asarray(data.arrays.labels[data.validation]).astype(np.int64)
     report = metrics.classification_report(truth, probabilities, CLASS_NAMES)
-    keys = ("n_samples", "accuracy", "balanced_accuracy", "macro_f1", "macro_auc",
-            "confusion_matrix", "per_class", "normal_vs_tumour")
+    keys = (
+        "n_samples",
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "macro_auc",
+        "confusion_matrix",
+        "per_class",
+        "normal_vs_tumour",
+    )
     validation = {key: report.get(key) for key in keys}
     validation["images"] = int(truth.size)
     return _json_ready(validation)
@@ -773,43 +897,6 @@ def _best_epoch(rows: list[dict[str, Any]], monitor: str, mode: str) -> int | No
     return int(rows[index].get("epoch", index)) + 1
 
 
-def _remove_stale_temporaries(models_dir: Path, run_name: str) -> None:
-    """Remove .tmp-<run>-<pid> folders of processes that no longer run (killed trainings)."""
-    for folder in models_dir.glob(f".tmp-{run_name}-*"):
-        pid_text = folder.name.rsplit("-", 1)[-1]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _process_alive(int(pid_text)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _swap_into_place(temporary: Path, final: Path) -> Path:
-    """Rename the finished temporary folder to `final`; an older run there is removed only now."""
-    old = final.with_name(f".old-{final.name}-{os.getpid()}")
-    if old.exists():
-        shutil.rmtree(old)
-    had_old = final.exists()
-    if had_old:
-        os.replace(final, old)
-    try:
-        os.replace(temporary, final)
-    except OSError:
-        if had_old:
-            os.replace(old, final)
-        raise
-    if had_old:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
 def train_model(
     name: str,
     data_dir: str | Path,
@@ -839,20 +926,25 @@ def train_model(
     config = make_config(name, profile, overrides)
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(models_dir, config.run_name)
+    remove_dead_temporaries(models_dir, f".tmp-{config.run_name}-*")
     temporary = models_dir / f".tmp-{config.run_name}-{os.getpid()}"
     if temporary.exists():
         shutil.rmtree(temporary)
     temporary.mkdir()
     try:
         _train_into(config, data_dir, temporary, progress, cache_dir, callbacks)
-        return _swap_into_place(temporary, models_dir / config.run_name)
+        final = models_dir / config.run_name
+        return swap_folder_into_place(
+            temporary, final, final.with_name(f".old-{final.name}-{os.getpid()}")
+        )
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _train_into(config: TrainConfig, data_dir, folder: Path, progress, cache_dir, extra) -> dict[str, Any]:
+def _train_into(
+    config: TrainConfig, data_dir, folder: Path, progress, cache_dir, extra
+) -> dict[str, Any]:
     import keras
 
     started, cpu_started = time.monotonic(), time.process_time()
@@ -899,7 +991,9 @@ def _train_into(config: TrainConfig, data_dir, folder: Path, progress, cache_dir
             "split_seed": config.split_seed,
             "train_images": int(data.train.size),
             "train_tumour_images": int(sum(masks_any)),
-            "train_labels": {n: int((labels[data.train] == i).sum()) for i, n in enumerate(CLASS_NAMES)},
+            "train_labels": {
+                n: int((labels[data.train] == i).sum()) for i, n in enumerate(CLASS_NAMES)
+            },
             "validation_images": int(data.validation.size),
             "skipped_images": len(getattr(data.arrays, "skipped", []) or []),
         },
@@ -951,7 +1045,11 @@ def format_validation(config: dict[str, Any]) -> str:
 
 
 def _number(value: Any) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else f"{value:.3f}"
+    )
 
 
 def train_all(

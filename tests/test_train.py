@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from types import SimpleNamespace
 
 import keras
@@ -251,5 +252,8 @@ def test_an_interrupted_training_keeps_the_old_run_and_leaves_nothing_that_looks
 def test_a_temporary_folder_of_a_dead_process_is_removed(tmp_path):
     stale = tmp_path / ".tmp-basic_unet-999999999"
     stale.mkdir()
-    train._remove_stale_temporaries(tmp_path, "basic_unet")
+    live = tmp_path / f".tmp-basic_unet-{os.getpid()}"
+    live.mkdir()
+    runs.remove_dead_temporaries(tmp_path, ".tmp-basic_unet-*")
     assert not stale.exists()
+    assert live.exists()
