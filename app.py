@@ -81,7 +81,9 @@ def _model_card(run_name: str, info: dict) -> None:
         data_name = "synthetic" if data.get("synthetic") else Path(str(data.get("dir", ""))).name
         st.caption(
             f"{date} UTC · {data_name} data · {run_config.get('epochs_run', history.get('epochs', '?'))} epochs · "
-            f"{run_config.get('input_size', '?')} px · profile {run_config.get('profile', '?')}"
+            f"{run_config.get('input_size', '?')} px"
+            f"{' lesion regions' if run_config.get('input_mode') == 'region' else ''} · "
+            f"profile {run_config.get('profile', '?')}"
         )
         if info["threshold"] is not None:
             score = validation.get("mean_dice")
@@ -124,7 +126,8 @@ def main() -> None:
     st.markdown("#### Bone tumour segmentation and classification on X-rays")
     st.markdown(
         "btseg finds primary bone tumours on radiographs: a U-Net with attention gates outlines "
-        "the lesion, and a classifier says whether the image looks normal, benign or malignant. "
+        "the lesion, and a DenseNet121 classifier says whether the image, or the region of a "
+        "lesion, looks normal, benign or malignant. "
         "It reads the public BTXRD dataset format (radiographs, LabelMe outlines and a metadata "
         "table) and splits it by surrogate patient, so that no patient is in both the training "
         "and the test data."

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from btseg import config
-from btseg.errors import BtsegError
+from btseg.errors import BtsegError, ConfigError
 
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
@@ -103,11 +103,33 @@ def cmd_train(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
+    classifier_overrides = {
+        key: value
+        for key, value in {
+            "input_mode": args.input_mode,
+            "region_source_size": args.region_source_size,
+        }.items()
+        if value is not None
+    }
     data = _data_dir(args)
     models = args.models_dir or config.models_dir()
     if args.model == "all":
-        train_all(data, models, profile=args.profile, overrides=overrides)
+        train_all(
+            data,
+            models,
+            profile=args.profile,
+            overrides=overrides,
+            classifier_overrides=classifier_overrides,
+        )
     else:
+        if args.model == "classifier":
+            overrides.update(classifier_overrides)
+        elif classifier_overrides:
+            raise ConfigError(
+                "--input-mode and --region-source-size are settings of the classifier",
+                where="--model",
+                fix="use them with --model classifier or --model all",
+            )
         run = train_model(args.model, data, models, profile=args.profile, overrides=overrides)
         print(f"Run folder: {run}")
     return 0
@@ -214,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--learning-rate", type=float)
     train.add_argument("--max-images", type=int)
+    train.add_argument(
+        "--input-mode",
+        choices=["image", "region"],
+        help="classifier input: the whole image (full profile) or lesion regions (demo profile)",
+    )
+    train.add_argument(
+        "--region-source-size",
+        type=int,
+        help="region mode: side of the cached images the regions are cropped from",
+    )
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate trained models on the test split")

@@ -191,7 +191,12 @@ class _TestData:
             )
         for warning in self.warnings:
             log(f"Warning ({run_name}): {warning}.")
+        self.input_mode = str(config.get("input_mode") or "image")
+        self.region: dict[str, Any] | None = None
         size = int(config["input_size"])
+        if self.input_mode == "region":
+            self.region = _region_settings(config, run_name)
+            size = int(self.region["source_size"])
         stage = f"{run_name}: caching images at {size} px"
         self.arrays = build_cache(
             dataset.usable,
@@ -224,27 +229,64 @@ class _TestData:
         group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int), strict=True))
         self.rows = table.set_index(table["image_id"].astype(str)).loc[self.image_ids]
         self.groups = np.array([group_of[image_id] for image_id in self.image_ids], dtype=np.int64)
+        # What the model sees: the cached images, or (region mode) one crop per test image made
+        # as for validation in training.
+        self.model_images, self.model_positions = self.arrays.images, self.positions
+        if self.region is not None:
+            from btseg.data.regions import region_crops
+
+            self.model_images = region_crops(
+                self.arrays.images,
+                self.arrays.masks,
+                self.positions,
+                self.image_ids,
+                int(config["input_size"]),
+                tuple(self.region["side_range"]),
+                int(self.region["seed"]),
+            )
+            self.model_positions = np.arange(len(self.positions))
 
 
-def _model_inputs(arrays: Any, positions: np.ndarray, size: int) -> np.ndarray:
-    """(B, S, S, 3) float32: images.preprocess of the cached letterboxed images (as training)."""
+def _region_settings(config: dict[str, Any], run_name: str) -> dict[str, Any]:
+    """The region settings of a region-mode classifier's config.json, checked."""
+    region = config.get("region")
+    try:
+        low, high = (float(value) for value in region["side_range"])
+        checked = dict(region, source_size=int(region["source_size"]), seed=int(region["seed"]))
+        if not (0 < low <= high and checked["source_size"] > 0):
+            raise ValueError
+    except (TypeError, KeyError, ValueError):
+        raise RunError(
+            "config.json says the classifier classifies regions but has no valid region "
+            "settings (source_size, side_range, seed)",
+            where=f"{run_name}/config.json",
+            fix=f"train the classifier again: {train_command('classifier')}",
+        ) from None
+    checked["side_range"] = [low, high]
+    return checked
+
+
+def _model_inputs(images: Any, positions: np.ndarray, size: int) -> np.ndarray:
+    """(B, S, S, 3) float32: images.preprocess of cached letterboxed images or region crops
+    (as training)."""
     from btseg.data.images import preprocess
 
-    return np.stack([preprocess(np.asarray(arrays.images[p]), size) for p in positions])
+    return np.stack([preprocess(np.asarray(images[p]), size) for p in positions])
 
 
 def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | None) -> np.ndarray:
     """Model outputs for the test images, batch by batch, as float32 probabilities."""
     model, size, stage = run.model, run.input_size, f"{run.name}: predicting"
     outputs = []
-    total = len(data.positions)
+    total = len(data.model_positions)
     if progress is not None:
         progress(stage, 0, total)
     for start in range(0, total, batch_size):
-        batch = data.positions[start : start + batch_size]
+        batch = data.model_positions[start : start + batch_size]
         outputs.append(
             np.asarray(
-                model.predict_on_batch(_model_inputs(data.arrays, batch, size)), dtype=np.float32
+                model.predict_on_batch(_model_inputs(data.model_images, batch, size)),
+                dtype=np.float32,
             )
         )
         if progress is not None:
@@ -926,6 +968,8 @@ def evaluate_run(
             "model_fingerprint": fingerprint_of_model,
             "settings": settings,
             "n_test_images": len(data.image_ids),
+            "input_mode": data.input_mode,
+            **({"region": data.region} if data.region is not None else {}),
             "test_images_left_out": data.left_out,
             "n_groups": int(len(np.unique(data.groups))),
             "bootstrap": {

@@ -32,6 +32,7 @@ import numpy as np
 
 from btseg.config import CLASS_NAMES
 from btseg.data.images import DecodedImage, postprocess, preprocess
+from btseg.data.regions import crop_box
 from btseg.errors import ConfigError, ImageError, RunError
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ MIN_LESION_AREA_FRACTION = 1e-4
 
 #: File extensions taken from a folder (compared case-insensitively).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm")
-#: Each side of a box to classify is widened by this fraction of its size (context, as in training).
-BOX_MARGIN = 0.15
 
 SUMMARY_FILE = "summary.csv"
 _TEXT_COLUMNS = ("error", "predicted_class", "classifier_run", "mask_file", "annotation_file")
@@ -418,50 +417,33 @@ class Segmenter(_Model):
         return Segmentation(probability_map, threshold, mask, lesions, self.name, spacing)
 
 
-def crop_box(
-    shape: tuple[int, int], box: tuple[float, float, float, float], margin: float = BOX_MARGIN
-) -> tuple[int, int, int, int]:
-    """The pixel region (x0, y0, x1, y1; x1, y1 exclusive) to classify for a drawn box: each
-    side widened by ``margin`` times the box's size, then clipped to the image.
-
-    Raises:
-        ImageError: the box has no area or lies outside the image.
-    """
-    height, width = (int(value) for value in shape[:2])
-    try:
-        x0, y0, x1, y1 = (float(value) for value in box)
-    except (TypeError, ValueError):
-        raise ImageError(
-            f"the box {box!r} is not four numbers", where="box", fix="pass (x0, y0, x1, y1)"
-        ) from None
-    x0, x1 = sorted((x0, x1))
-    y0, y1 = sorted((y0, y1))
-    left = top = right = bottom = 0
-    if math.isfinite(x0 + x1 + y0 + y1):
-        pad_x, pad_y = margin * (x1 - x0), margin * (y1 - y0)
-        left = max(0, math.floor(x0 - pad_x))
-        top = max(0, math.floor(y0 - pad_y))
-        right = min(width, math.ceil(x1 + pad_x))
-        bottom = min(height, math.ceil(y1 + pad_y))
-    if right - left < 2 or bottom - top < 2:
-        raise ImageError(
-            f"the box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has no area inside the "
-            f"{width}x{height} image",
-            where="box",
-            fix="draw a box around the region on the image",
-        )
-    return (left, top, right, bottom)
-
-
 class Classifier(_Model):
-    """A classification run (normal / benign / malignant); from_run(path) loads it."""
+    """A classification run (normal / benign / malignant); from_run(path) loads it.
+
+    Attributes: input_mode: "image" (trained on whole radiographs) or "region" (trained on crops
+    around lesions: give it a box, e.g. ``region_for(lesions)``; see btseg.data.regions).
+    """
 
     task = "classification"
 
     def __init__(self, run) -> None:
         super().__init__(run)
         self.class_names: tuple[str, ...] = tuple(run.config.get("class_names") or CLASS_NAMES)
+        self.input_mode: str = str(run.config.get("input_mode") or "image")
         self._grad_cam_function = None
+
+    @property
+    def classifies_regions(self) -> bool:
+        """True when the model was trained on lesion regions rather than whole images."""
+        return self.input_mode == "region"
+
+    @staticmethod
+    def region_for(lesions: Sequence[LesionFinding]) -> tuple[int, int, int, int] | None:
+        """The box of the largest lesion (the region a region-mode classifier is given), or
+        None when there is no lesion."""
+        if not lesions:
+            return None
+        return max(lesions, key=lambda lesion: (lesion.area_px, -lesion.index)).box
 
     @classmethod
     def from_run(cls, path: str | Path) -> Classifier:
@@ -506,15 +488,29 @@ class Classifier(_Model):
         }
 
     def grad_cam(
-        self, image: DecodedImage | np.ndarray, class_index: int | None = None
+        self,
+        image: DecodedImage | np.ndarray,
+        class_index: int | None = None,
+        box: tuple[float, float, float, float] | None = None,
     ) -> np.ndarray:
         """Grad-CAM of ``class_index`` (default: the predicted class) on the last convolutional
         activation: (H, W) float32 in [0, 1] at original resolution (all zeros when no
-        location raises the class score). Overlay it with btseg.viz."""
+        location raises the class score). With ``box``, of the region ``predict`` classifies
+        for that box, zero outside it. Overlay it with btseg.viz."""
+        pixels = _pixels(image)
+        if box is None:
+            return self._grad_cam_of(pixels, class_index)
+        left, top, right, bottom = crop_box(pixels.shape, box)
+        cam = np.zeros(pixels.shape, dtype=np.float32)
+        cam[top:bottom, left:right] = self._grad_cam_of(
+            np.ascontiguousarray(pixels[top:bottom, left:right]), class_index
+        )
+        return cam
+
+    def _grad_cam_of(self, pixels: np.ndarray, class_index: int | None) -> np.ndarray:
         import cv2
         import tensorflow as tf
 
-        pixels = _pixels(image)
         if class_index is not None and not 0 <= int(class_index) < len(self.class_names):
             raise ValueError(
                 f"class_index must be in 0..{len(self.class_names) - 1}, got {class_index}"
@@ -700,8 +696,10 @@ def _write_outputs(
     out_dir: Path,
     stem: str,
     image_name: str,
+    region_classifier: Classifier | None = None,
 ) -> dict[str, Any]:
-    """Write <stem>_mask.png and <stem>.json for one image; its summary values."""
+    """Write <stem>_mask.png and <stem>.json for one image; its summary values. A region-mode
+    ``region_classifier`` classifies the largest lesion's region (no scores without a lesion)."""
     from btseg.data.labelme import mask_to_lesions, write_annotation
 
     height, width = image.shape
@@ -709,6 +707,11 @@ def _write_outputs(
     mask, lesions = threshold_probability_map(
         probability_map, threshold, pixel_spacing_mm=image.pixel_spacing_mm
     )
+    if region_classifier is not None:
+        box = Classifier.region_for(lesions)
+        if box is not None:
+            probabilities = region_classifier.predict(image.pixels, box=box)
+            scores = np.array([probabilities[name] for name in class_names], dtype=np.float32)
     mask_file, annotation_file = f"{stem}_mask.png", f"{stem}.json"
     write_mask_png(out_dir / mask_file, mask)
     outlines = mask_to_lesions(mask, label=_lesion_label(scores, class_names))
@@ -747,7 +750,9 @@ def predict_paths(
     For each readable image: ``<stem>_mask.png`` (0/255 at the original resolution) and
     ``<stem>.json`` (LabelMe 5.x, one rectangle + polygon per lesion). Lesions are labelled
     with the predicted class when the classifier predicts "benign" or "malignant", else
-    "tumor" (no classifier, or a classifier that calls the image normal). Then ``summary.csv``
+    "tumor" (no classifier, or a classifier that calls the image normal). A classifier trained on
+    regions classifies the region of the largest lesion; without a lesion its columns stay
+    empty. Then ``summary.csv``
     with one row per file, in input order (SUMMARY_COLUMNS; status "ok", "error" or "skipped"
     with the reason in "error"). Unreadable files never stop the batch. Images are decoded,
     preprocessed and sent to each model ``batch_size`` at a time.
@@ -796,7 +801,10 @@ def predict_paths(
             good = list(decoded)
             images = [decoded[position].pixels for position in good]
             inputs: dict[int, np.ndarray] = {}  # one preprocessing per input size
-            for model in (segmenter, classifier):
+            whole_image_classifier = (
+                classifier if classifier is not None and not classifier.classifies_regions else None
+            )
+            for model in (segmenter, whole_image_classifier):
                 if model is not None and images and model.input_size not in inputs:
                     inputs[model.input_size] = model._inputs(images)
             maps = (
@@ -805,9 +813,12 @@ def predict_paths(
                 else []
             )
             scores = (
-                classifier._outputs(inputs[classifier.input_size], batch_size)
-                if classifier is not None and images
+                whole_image_classifier._outputs(inputs[classifier.input_size], batch_size)
+                if whole_image_classifier is not None and images
                 else None
+            )
+            region_classifier = (
+                classifier if classifier is not None and classifier.classifies_regions else None
             )
             for position in chunk:
                 entry = entries[position]
@@ -821,7 +832,7 @@ def predict_paths(
                         _write_outputs(
                             decoded[position], np.clip(maps[index], 0.0, 1.0), threshold,
                             None if scores is None else scores[index], class_names,
-                            out_dir, stems[position], entry.path.name,
+                            out_dir, stems[position], entry.path.name, region_classifier,
                         )
                     )  # fmt: skip
                 row["threshold"] = threshold

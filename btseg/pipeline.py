@@ -185,9 +185,15 @@ def classification_dataset(
     augment: bool = False,
     seed: int = 0,
     augmentation: Augmentation = Augmentation(),
+    steps_per_epoch: int | None = None,
 ):
     """Batches of (image (B,S,S,3) float32, label (B,) int32 index into CLASS_NAMES).
 
+    Args:
+        arrays: CachedArrays, or anything with (N, S, S) uint8 `images` and (N,) `labels`
+            (btseg.train.ClassifierImages: region crops).
+        steps_per_epoch: training only: repeat the shuffled data and call this many batches an
+            epoch (region crops hold several variants of each image); None: one pass.
     Returns:
         (dataset, steps) as segmentation_dataset; training data is reshuffled each epoch.
     """
@@ -202,6 +208,8 @@ def classification_dataset(
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if training:
         dataset = dataset.shuffle(positions.size, seed=seed, reshuffle_each_iteration=True)
+        if steps_per_epoch is not None:
+            dataset, steps = dataset.repeat(), int(steps_per_epoch)
 
     def prepare(image, label):
         image = tf.cast(image, tf.float32)[..., tf.newaxis] / tf.constant(255.0, tf.float32)

@@ -118,6 +118,10 @@ def prepare(
             progress(f"[3/4] Training {model} ({why}), profile {profile}: {number}/{len(to_train)}")
             train_model(model, data_dir, models_dir, profile=profile, progress=progress)
             report.trained.append(model)
+        from btseg.train import validation_comparison
+
+        for line in validation_comparison(models_dir):
+            progress(f"  {line}")
     elif to_train:
         report.missing_models = to_train
         progress(

@@ -29,6 +29,7 @@ from btseg import config, metrics, viz
 from btseg.data.images import DecodedImage, read_image
 from btseg.data.labelme import Lesion, annotation_to_json, lesions_mask, mask_to_lesions
 from btseg.data.labelme import read_annotation as read_labelme
+from btseg.data.regions import BOX_MARGIN
 from btseg.infer import LesionFinding
 from btseg.metrics import STUDY_THRESHOLDS
 from btseg.runs import CONFIG_FILE, MODEL_FILE, THRESHOLD_FILE, read_run_info, train_command
@@ -317,18 +318,41 @@ def class_probabilities(
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _grad_cam(
-    image_key: str, run_path: str, stamp: tuple, shape: tuple[int, int], _classifier, _pixels
+    image_key: str,
+    run_path: str,
+    stamp: tuple,
+    shape: tuple[int, int],
+    box: tuple | None,
+    _classifier,
+    _pixels,
 ) -> np.ndarray:
-    return viz.resize_map(_classifier.grad_cam(_pixels), shape)
+    return viz.resize_map(_classifier.grad_cam(_pixels, box=box), shape)
 
 
 def grad_cam(
-    source: ImageInput, status: RunStatus, classifier, shape: tuple[int, int]
+    source: ImageInput,
+    status: RunStatus,
+    classifier,
+    shape: tuple[int, int],
+    box: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
-    """Grad-CAM of the predicted class at the display size `shape`, computed once per image."""
+    """Grad-CAM of the predicted class at the display size `shape` (of the region of `box`,
+    zero elsewhere), computed once per image and box."""
     return _grad_cam(
-        source.key, status.path, status.stamp, tuple(shape), classifier, source.image.pixels
+        source.key, status.path, status.stamp, tuple(shape), box, classifier, source.image.pixels
     )
+
+
+def classifier_region(classifier, lesions) -> tuple[tuple[int, int, int, int] | None, str]:
+    """(box to classify, what it is in words): the whole image for a classifier of whole
+    images; the largest lesion for one trained on regions (None when there is no lesion)."""
+    if not classifier.classifies_regions:
+        return None, "Whole image"
+    box = classifier.region_for(lesions)
+    if box is None:
+        return None, "No lesion to classify"
+    index = next(lesion.index for lesion in lesions if lesion.box == box)
+    return box, f"Lesion {index}, the largest, with a {BOX_MARGIN:.0%} margin on each side"
 
 
 def lesion_label(probabilities: Mapping[str, float] | None) -> str:

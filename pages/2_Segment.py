@@ -16,8 +16,9 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from btseg import config, viz
+from btseg.data.regions import BOX_MARGIN
 from btseg.errors import BtsegError
-from btseg.infer import BOX_MARGIN, threshold_probability_map
+from btseg.infer import threshold_probability_map
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -220,7 +221,7 @@ def draw_findings(lesions, mask, spacing) -> None:
         st.caption("No lesion at this threshold. Lower the threshold to see weaker findings.")
 
 
-def draw_classifier(source, status, display) -> dict[str, float] | None:
+def draw_classifier(source, status, display, lesions) -> dict[str, float] | None:
     st.markdown("##### Classifier")
     if not status.complete:
         st.caption("No classifier trained yet. Train it with:")
@@ -228,15 +229,23 @@ def draw_classifier(source, status, display) -> dict[str, float] | None:
         return None
     try:
         classifier = ui.load_classifier(status)
+        box, subtitle = ui.classifier_region(classifier, lesions)
+        if classifier.classifies_regions and box is None:
+            st.caption(
+                "This classifier was trained on lesion regions, and there is no lesion at this "
+                "threshold to classify. Lower the threshold, or draw a box on the image below "
+                "to classify a region."
+            )
+            return None
         with st.spinner("Classifying…"):
-            probabilities = ui.class_probabilities(source, status, classifier)
+            probabilities = ui.class_probabilities(source, status, classifier, box)
     except BtsegError as error:
         common.error_box(error)
         return None
     predicted = max(probabilities, key=probabilities.get)
     st.plotly_chart(
         viz.class_probability_figure(
-            probabilities, title=f"Most likely: {predicted}", subtitle="Whole image"
+            probabilities, title=f"Most likely: {predicted}", subtitle=subtitle
         ),
         key="segment_class_chart",
         config={"displayModeBar": False},
@@ -244,7 +253,7 @@ def draw_classifier(source, status, display) -> dict[str, float] | None:
     )
     if st.toggle("Grad-CAM: where the classifier looked", key="segment_gradcam"):
         with st.spinner("Computing Grad-CAM…"):
-            cam = ui.grad_cam(source, status, classifier, display.shape[:2])
+            cam = ui.grad_cam(source, status, classifier, display.shape[:2], box)
         show(st, viz.gradcam_overlay(display, cam), f"Grad-CAM of “{predicted}”")
     return probabilities
 
@@ -456,7 +465,7 @@ def main() -> None:
             f"##### Findings · {status.label} at threshold {ui.format_threshold(threshold)}"
         )
         draw_findings(lesions, mask, spacing)
-        probabilities = draw_classifier(source, classifier_status, display)
+        probabilities = draw_classifier(source, classifier_status, display, lesions)
         draw_downloads(source, mask, probability, ui.lesion_label(probabilities), threshold)
 
     if source.from_test_split:

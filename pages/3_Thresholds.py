@@ -352,6 +352,14 @@ def draw_classifier() -> None:
         return
     evaluation_ui.stale_warning(evaluation, run_name)
     summary = evaluation.summary
+    if summary.get("input_mode") == "region":
+        st.caption(
+            ":material/crop_free: This classifier was trained and is tested on regions, not whole "
+            "images: on a test image with a tumour, the box of its largest annotated lesion with a "
+            f"{(summary.get('region') or {}).get('margin', 0.15):.0%} margin; on a normal image, a "
+            "region of similar size sampled on the bone. Its numbers say how well it tells what "
+            "a region is once the lesion has been found."
+        )
     ci = summary.get("ci95", {}) or {}
     macro_ci = ci.get("macro_auc")
     cards = st.columns(4)

@@ -62,3 +62,14 @@ def test_a_folder_without_a_table_exits_2_with_the_fix(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ")
     assert "dataset.xlsx" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_region_settings_are_refused_for_a_segmenter_before_any_training(
+    small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    arguments = ["train", "--data", str(small_dataset), "--models-dir", str(tmp_path)]
+    assert main([*arguments, "--model", "attention", "--input-mode", "region"]) == 2
+    assert "settings of the classifier" in capsys.readouterr().err
+    assert main([*arguments, "--model", "classifier", "--region-source-size", "0"]) == 2
+    assert "--region-source-size" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -18,6 +18,7 @@ from btseg.errors import ConfigError, ImageError, RunError
 from btseg.infer import (
     MIN_LESION_AREA_PX,
     Classifier,
+    LesionFinding,
     Segmenter,
     crop_box,
     findings_from_mask,
@@ -313,6 +314,33 @@ def test_grad_cam_shape_and_range(classifier, xray):
         assert other.shape == xray.shape and 0.0 <= other.min() <= other.max() <= 1.0
     with pytest.raises(ValueError):
         classifier.grad_cam(xray, class_index=3)
+
+
+@pytest.mark.slow
+def test_grad_cam_of_a_box_is_that_of_its_region_and_zero_outside(classifier, xray):
+    box = (40, 60, 140, 160)
+    heatmap = classifier.grad_cam(xray, class_index=1, box=box)
+    assert heatmap.shape == xray.shape
+    region = classifier.grad_cam(np.ascontiguousarray(xray[45:175, 25:155]), class_index=1)
+    np.testing.assert_allclose(heatmap[45:175, 25:155], region, atol=1e-5)
+    outside = np.ones(xray.shape, bool)
+    outside[45:175, 25:155] = False
+    assert not heatmap[outside].any()
+
+
+def test_a_region_classifier_is_given_the_largest_lesion():
+    def finding(index, area, box):
+        return LesionFinding(index, area, 0.0, None, box, 0.5)
+
+    lesions = [finding(1, 30, (0, 0, 5, 6)), finding(2, 80, (10, 10, 20, 18)),
+               finding(3, 80, (30, 30, 40, 38))]  # fmt: skip
+    assert Classifier.region_for(lesions) == (10, 10, 20, 18)  # ties: the first
+    assert Classifier.region_for([]) is None
+
+
+@pytest.mark.slow
+def test_the_demo_recipe_classifier_knows_it_classifies_regions(classifier, runs):
+    assert classifier.classifies_regions and classifier.input_mode == "region"
 
 
 @pytest.mark.slow

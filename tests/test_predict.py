@@ -168,6 +168,10 @@ def test_folder_with_good_and_bad_files(folder, models, runs, tmp_path):
         expected = segmenter.segment(image, threshold=threshold)
         np.testing.assert_array_equal(mask > 0, expected.mask > 0)
         assert row["lesions"] == len(expected.lesions)
+        # The demo classifier classifies regions: that of the largest lesion.
+        assert classifier.classifies_regions
+        region = classifier.predict(image, box=classifier.region_for(expected.lesions))
+        assert [row[f"prob_{name}"] for name in region] == pytest.approx(list(region.values()), abs=1e-5)
 
         annotation = read_annotation(out / f"{stem}.json")
         assert (annotation.height, annotation.width) == image.shape
@@ -249,12 +253,17 @@ def test_run_predict_loads_runs_and_warns_without_classifier(runs, tmp_path):
     assert "no class probabilities" in summary.attrs["warnings"][0]
 
     shutil.copytree(runs["classifier"], models_dir / "classifier")
+    threshold = low_threshold(Segmenter.from_run(runs["attention"]), image)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         summary = run_predict(
-            [tmp_path / "scan.png"], tmp_path / "out", models_dir, threshold=0.25, batch_size=2
+            [tmp_path / "scan.png"], tmp_path / "out", models_dir, threshold=threshold, batch_size=2
         )
-    assert summary["prob_normal"].notna().all() and summary["threshold"].iloc[0] == 0.25
+    assert summary["prob_normal"].notna().all() and summary["threshold"].iloc[0] == threshold
+    # A region classifier has no region to classify where no lesion is found.
+    summary = run_predict([tmp_path / "scan.png"], tmp_path / "none", models_dir, threshold=1.0)
+    assert summary["lesions"].iloc[0] == 0 and summary["prob_normal"].isna().all()
+    assert summary["predicted_class"].iloc[0] == ""
     assert summary.attrs["warnings"] == []
 
 

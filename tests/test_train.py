@@ -132,6 +132,48 @@ def test_classification_batches_hold_images_and_labels():
     np.testing.assert_array_equal(np.asarray(label_batch), [1, 1, 0, 0])
 
 
+def test_classification_batches_repeat_for_a_fixed_number_of_steps():
+    arrays = _arrays(count=6)
+    dataset, steps = pipeline.classification_dataset(
+        arrays, np.arange(6), 4, training=True, steps_per_epoch=5, seed=0
+    )
+    assert steps == 5
+    labels = np.concatenate([np.asarray(batch) for _, batch in dataset.take(steps * 2)])
+    assert labels.size == 40  # past one pass over the 6 images
+    assert np.bincount(labels, minlength=2).tolist() == pytest.approx([40 * 4 / 6, 40 * 2 / 6], abs=6)
+
+
+def test_region_mode_trains_on_lesion_crops_and_validates_on_one_fixed_crop_per_image():
+    arrays = _arrays(count=6, size=64)
+    arrays.image_ids = [f"IMG{i}" for i in range(6)]
+    data = SimpleNamespace(arrays=arrays, train=np.array([0, 2, 3, 5]), validation=np.array([1, 4]))
+    config = train.make_config("classifier", "demo", {"input_size": 32, "region_variants": 3})
+    inputs = train.classification_inputs(config, data)
+    assert inputs.train.images.shape == (12, 32, 32) and inputs.validation.images.shape == (2, 32, 32)
+    np.testing.assert_array_equal(inputs.train.labels, np.repeat(arrays.labels[data.train], 3))
+    np.testing.assert_array_equal(inputs.validation.labels, arrays.labels[data.validation])
+    assert inputs.steps_per_epoch == 1  # 4 training images in batches of 16
+    assert inputs.region["source_size"] == 256 and inputs.region["seed"] == config.seed
+    # The validation crop of the tumour image is its lesion box with the margin, letterboxed.
+    from btseg.data.regions import crop
+
+    expected = images.letterbox_image(np.ascontiguousarray(crop(arrays.images[1], (6, 4, 10, 8))), 32)
+    np.testing.assert_array_equal(inputs.validation.images[0], expected)
+    again = train.classification_inputs(config, data)
+    np.testing.assert_array_equal(again.train.images, inputs.train.images)
+    whole = train.classification_inputs(train.make_config("classifier", "full"), data)
+    assert whole.train is arrays and whole.steps_per_epoch is None and whole.region is None
+
+
+def test_region_mode_is_for_the_classifier_only():
+    with pytest.raises(ConfigError, match="--input-mode"):
+        train.make_config("attention", "demo", {"input_mode": "region"})
+    with pytest.raises(ConfigError, match="--input-mode"):
+        train.make_config("classifier", "demo", {"input_mode": "crops"})
+    with pytest.raises(ConfigError, match="--batch-norm-momentum"):
+        train.make_config("classifier", "demo", {"batch_norm_momentum": 1.5})
+
+
 # ------------------------------------------------------------------------------------------------
 # Configs and thresholds
 
@@ -224,6 +266,13 @@ def test_tiny_training_writes_a_complete_run_folder(phantom, tmp_path, model):
     if model == "classifier":
         assert run.threshold is None and run.model.output_shape == (None, 3)
         assert 0.0 <= config["validation"]["balanced_accuracy"] <= 1.0
+        assert config["input_mode"] == "region" and config["region"]["source_size"] == 256
+        low, high = config["region"]["side_range"]
+        assert 0 < low <= high < 1
+        assert config["validation"]["images"] == config["data"]["validation_images"]
+        momenta = {layer.momentum for layer in run.model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)}
+        assert momenta == {0.9}  # saved with the model
     else:
         threshold = json.loads((folder / "threshold.json").read_text())
         assert threshold["criterion"] == train.THRESHOLD_CRITERION

@@ -28,6 +28,7 @@ def build_classifier(
     weights: str | Path | None = None,
     dropout: float = 0.5,
     num_classes: int = len(CLASS_NAMES),
+    batch_norm_momentum: float | None = None,
 ):
     """DenseNet121 classifier: (H, W, 3) float32 in [0, 1] -> (num_classes,) softmax probabilities.
 
@@ -41,6 +42,9 @@ def build_classifier(
             path of a local DenseNet121 no-top weights file (.h5).
         dropout: dropout rate of the head.
         num_classes: number of output classes.
+        batch_norm_momentum: momentum of every batch norm layer (backbone and head); None keeps
+            Keras' default 0.99. A lower value lets inference statistics follow the weights in
+            short trainings from random weights.
 
     Raises:
         ConfigError: the weights file is missing, cannot be downloaded or does not fit.
@@ -73,6 +77,10 @@ def build_classifier(
     x = layers.Dense(256, activation="relu", name="head_dense2")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="output")(x)
     model = keras.Model(inputs, outputs, name="classifier")
+    if batch_norm_momentum is not None:
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = float(batch_norm_momentum)
     if weights is not None:
         _load_backbone_weights(model, input_shape, weights)
     return model

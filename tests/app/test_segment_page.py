@@ -249,6 +249,20 @@ class Reference:
         }
 
 
+def assert_classifier_shown(app: AppTest, with_lesion: bool) -> None:
+    """The class probabilities of the largest lesion when there is one, else a caption that
+    says there is no region to classify."""
+    charts = app.get("plotly_chart")
+    captions = " ".join(caption.value for caption in app.caption)
+    if with_lesion:
+        assert len(charts) == 1
+        assert "the largest" in charts[0].proto.spec
+        assert "no lesion at this threshold to classify" not in captions
+    else:
+        assert not charts
+        assert "no lesion at this threshold to classify" in captions
+
+
 @pytest.fixture(scope="module")
 def reference(request):
     return Reference(request.getfixturevalue("trained_models"))
@@ -266,7 +280,8 @@ def test_a_test_split_image_shows_its_findings_ground_truth_and_metrics(referenc
     for label, value in reference.scores(threshold).items():
         assert shown[label] == value, label
     assert len(app.get("image")) >= 3  # overlay, ground truth, prediction beside it
-    assert len(app.get("plotly_chart")) == 1  # the class probabilities
+    # The class probabilities of the largest lesion (the demo classifier classifies regions).
+    assert_classifier_shown(app, int(shown["Lesions"]) > 0)
     assert len(app.get("download_button")) == 3
     assert "Ground truth" in [header.value for header in app.subheader]
 
@@ -283,6 +298,7 @@ def test_moving_the_threshold_recuts_the_map(reference):
         shown = metric_values(app)
         for label, value in reference.scores(threshold).items():
             assert shown[label] == value, (threshold, label)
+        assert_classifier_shown(app, shown["Lesions"] != "0")
         seen.append(shown["Area (% of image)"])
     assert seen[0] != seen[1]
     assert seen[0] == "100.00%"  # every pixel is at least 1e-4 likely under the sigmoid
@@ -303,6 +319,7 @@ def test_moving_the_threshold_recuts_the_map(reference):
 @pytest.mark.usefixtures("models_env")
 def test_views_and_grad_cam(reference):
     app = run_segment_page()
+    app.select_slider(key="segment_threshold_attention_unet").set_value(1e-4).run()
     images = len(app.get("image"))
     for view, extra in (("Probability heatmap", 0), ("Contour", 0), ("Side by side", 1)):
         app.segmented_control(key="segment_view").set_value(view).run()
