@@ -213,14 +213,14 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             full["attention"],
             profile="demo",
             input_size=96,
-            epochs=14,
+            epochs=28,
             filters=8,
             learning_rate=1e-3,
-            patience=6,
-            reduce_lr_patience=3,
+            patience=10,
+            reduce_lr_patience=4,
             notes=(
                 "demo: 96 px, filters 8 (about 0.5 M parameters, as many as the basic U-Net) and "
-                "at most 14 epochs to train in minutes on 2 CPU cores",
+                "at most 28 epochs to train in minutes on 2 CPU cores",
                 "demo: learning rate raised from 1e-4 to 1e-3 to converge in few epochs",
             ),
         ),
