@@ -307,3 +307,45 @@ def test_the_report_prints_the_metric_table(setup):
         {"attention_unet": evaluation.load_segmentation_evaluation(setup.paths["attention_unet"])})
     assert not math.isnan(table.loc[0, "pixel_auc"])
     assert isinstance(table, pd.DataFrame)
+
+
+def test_a_region_classifier_is_evaluated_on_the_largest_lesion_or_a_sampled_region(
+    setup, tmp_path
+):
+    import keras
+
+    from btseg.data.btxrd import open_dataset
+    from btseg.data.cache import build_cache
+    from btseg.data.images import letterbox_image, preprocess
+    from btseg.data.regions import crop, largest_lesion_box
+    from btseg.errors import RunError
+    from btseg.evaluate import evaluate_run
+
+    models_dir = tmp_path / "models"
+    config = json.loads((setup.models_dir / "classifier" / "config.json").read_text())
+    config.update(input_mode="region",
+                  region={"source_size": 128, "side_range": [0.05, 0.2], "seed": 0, "margin": 0.15})
+    make_classifier_run(models_dir / "classifier", config)
+    run = models_dir / "classifier"
+    evaluate_run(run, setup.data_dir, cache_dir=setup.cache_dir, log=None, n_resamples=RESAMPLES)
+    loaded = evaluation.load_classifier_evaluation(run)
+    assert loaded.summary["input_mode"] == "region"
+    assert loaded.summary["region"]["source_size"] == 128
+
+    usable = open_dataset(setup.data_dir).usable
+    arrays = build_cache(usable, 128, cache_dir=setup.cache_dir)
+    model = keras.saving.load_model(run / "model.keras")
+    tumour = loaded.predictions[loaded.predictions["label"] != "normal"]
+    assert len(tumour) > 0
+    for _, row in tumour.iterrows():
+        position = arrays.positions([row["image_id"]])[0]
+        box = largest_lesion_box(np.asarray(arrays.masks[position]))
+        region = letterbox_image(np.ascontiguousarray(crop(np.asarray(arrays.images[position]), box)), 64)
+        expected = model.predict_on_batch(preprocess(region, 64)[None])[0]
+        np.testing.assert_allclose([row[f"prob_{name}"] for name in CLASS_NAMES], expected, atol=1e-5)
+
+    del config["region"]
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="no valid region settings"):
+        evaluate_run(run, setup.data_dir, cache_dir=setup.cache_dir, log=None, force=True,
+                     n_resamples=RESAMPLES)

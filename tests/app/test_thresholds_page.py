@@ -165,6 +165,9 @@ def test_the_classifier_section_shows_its_evaluation(models_env):
         "normal", "benign", "malignant"]
     per_class = table(app, "class")
     assert per_class["class"].tolist() == ["normal", "benign", "malignant"]
+    # The demo recipe's classifier was tested on regions, and the page says so.
+    assert classifier.summary["input_mode"] == "region"
+    assert any("tested on regions" in caption.value for caption in app.caption)
 
 
 @pytest.mark.slow
