@@ -32,7 +32,7 @@ import numpy as np
 
 from btseg.config import CLASS_NAMES
 from btseg.data.images import DecodedImage, postprocess, preprocess
-from btseg.data.regions import crop_box
+from btseg.data.regions import crop, crop_box
 from btseg.errors import ConfigError, ImageError, RunError
 
 if TYPE_CHECKING:
@@ -421,7 +421,7 @@ class Classifier(_Model):
     """A classification run (normal / benign / malignant); from_run(path) loads it.
 
     Attributes: input_mode: "image" (trained on whole radiographs) or "region" (trained on crops
-    around lesions: give it a box, e.g. ``region_for(lesions)``; see btseg.data.regions).
+    around lesions: give it the box of ``lesion_to_classify(lesions)``; see btseg.data.regions).
     """
 
     task = "classification"
@@ -438,12 +438,12 @@ class Classifier(_Model):
         return self.input_mode == "region"
 
     @staticmethod
-    def region_for(lesions: Sequence[LesionFinding]) -> tuple[int, int, int, int] | None:
-        """The box of the largest lesion (the region a region-mode classifier is given), or
-        None when there is no lesion."""
+    def lesion_to_classify(lesions: Sequence[LesionFinding]) -> LesionFinding | None:
+        """The largest lesion (its box is the region a region-mode classifier is given; ties go
+        to the first), or None when there is no lesion."""
         if not lesions:
             return None
-        return max(lesions, key=lambda lesion: (lesion.area_px, -lesion.index)).box
+        return max(lesions, key=lambda lesion: (lesion.area_px, -lesion.index))
 
     @classmethod
     def from_run(cls, path: str | Path) -> Classifier:
@@ -480,8 +480,7 @@ class Classifier(_Model):
         y1 in original pixels) widened by BOX_MARGIN on each side."""
         pixels = _pixels(image)
         if box is not None:
-            left, top, right, bottom = crop_box(pixels.shape, box)
-            pixels = pixels[top:bottom, left:right]
+            pixels = crop(pixels, box)
         probabilities = self.predict_batch([pixels])[0]
         return {
             name: float(value) for name, value in zip(self.class_names, probabilities, strict=True)
@@ -708,9 +707,9 @@ def _write_outputs(
         probability_map, threshold, pixel_spacing_mm=image.pixel_spacing_mm
     )
     if region_classifier is not None:
-        box = Classifier.region_for(lesions)
-        if box is not None:
-            probabilities = region_classifier.predict(image.pixels, box=box)
+        lesion = Classifier.lesion_to_classify(lesions)
+        if lesion is not None:
+            probabilities = region_classifier.predict(image.pixels, box=lesion.box)
             scores = np.array([probabilities[name] for name in class_names], dtype=np.float32)
     mask_file, annotation_file = f"{stem}_mask.png", f"{stem}.json"
     write_mask_png(out_dir / mask_file, mask)

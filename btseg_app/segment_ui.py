@@ -348,11 +348,11 @@ def classifier_region(classifier, lesions) -> tuple[tuple[int, int, int, int] | 
     images; the largest lesion for one trained on regions (None when there is no lesion)."""
     if not classifier.classifies_regions:
         return None, "Whole image"
-    box = classifier.region_for(lesions)
-    if box is None:
+    lesion = classifier.lesion_to_classify(lesions)
+    if lesion is None:
         return None, "No lesion to classify"
-    index = next(lesion.index for lesion in lesions if lesion.box == box)
-    return box, f"Lesion {index}, the largest, with a {BOX_MARGIN:.0%} margin on each side"
+    margin = f"with a {BOX_MARGIN:.0%} margin on each side"
+    return lesion.box, f"Lesion {lesion.index}, the largest, {margin}"
 
 
 def lesion_label(probabilities: Mapping[str, float] | None) -> str:

@@ -334,8 +334,9 @@ def test_a_region_classifier_is_given_the_largest_lesion():
 
     lesions = [finding(1, 30, (0, 0, 5, 6)), finding(2, 80, (10, 10, 20, 18)),
                finding(3, 80, (30, 30, 40, 38))]  # fmt: skip
-    assert Classifier.region_for(lesions) == (10, 10, 20, 18)  # ties: the first
-    assert Classifier.region_for([]) is None
+    assert Classifier.lesion_to_classify(lesions) is lesions[1]  # ties: the first
+    assert Classifier.lesion_to_classify(lesions).box == (10, 10, 20, 18)
+    assert Classifier.lesion_to_classify([]) is None
 
 
 @pytest.mark.slow

@@ -170,7 +170,8 @@ def test_folder_with_good_and_bad_files(folder, models, runs, tmp_path):
         assert row["lesions"] == len(expected.lesions)
         # The demo classifier classifies regions: that of the largest lesion.
         assert classifier.classifies_regions
-        region = classifier.predict(image, box=classifier.region_for(expected.lesions))
+        largest = classifier.lesion_to_classify(expected.lesions)
+        region = classifier.predict(image, box=largest.box)
         assert [row[f"prob_{name}"] for name in region] == pytest.approx(list(region.values()), abs=1e-5)
 
         annotation = read_annotation(out / f"{stem}.json")

@@ -179,14 +179,14 @@ def _box_around(
 
 def region_of(
     image: np.ndarray,
-    mask: np.ndarray,
+    boxes: Sequence[Box],
     sides: tuple[float, float],
     rng: np.random.Generator,
     jitter: bool = False,
 ) -> Box:
-    """The region to classify of an annotated image: the largest lesion's box (with ``jitter``: a
-    random lesion's box, randomly varied), or a sampled region when the mask is empty."""
-    boxes = lesion_boxes(mask)
+    """The region to classify of an annotated image whose lesion boxes are ``boxes`` (largest
+    first, as ``lesion_boxes`` gives them): the largest lesion's box (with ``jitter``: a random
+    lesion's box, randomly varied), or a sampled region when there is no lesion."""
     if not boxes:
         return sample_region(image, sides, rng)
     if not jitter:
@@ -228,10 +228,10 @@ def region_crops(
     index = 0
     for position, image_id in zip(positions, image_ids, strict=True):
         image = np.asarray(images[position])
-        mask = np.asarray(masks[position])
+        boxes = lesion_boxes(np.asarray(masks[position]))
         rng = image_rng(seed, image_id)
         for _ in range(variants):
-            box = region_of(image, mask, sides, rng, jitter=jitter)
+            box = region_of(image, boxes, sides, rng, jitter=jitter)
             crops[index] = letterbox_image(np.ascontiguousarray(crop(image, box)), size)
             index += 1
     return crops
