@@ -112,8 +112,8 @@ def curves_from_histogram(positives: np.ndarray, negatives: np.ndarray
     """Pixel ROC and PR curves (full resolution) from a float16 score histogram.
 
     The same computation as metrics.pixel_curves on float16 scores, so AUC and AP equal
-    scikit-learn's on those pixels; it reuses btseg.metrics' histogram internals, which have
-    no public entry point for precomputed counts.
+    scikit-learn's on those pixels (btseg.metrics.float16_histogram, then
+    roc_from_histogram and pr_from_histogram).
     """
     positives = np.asarray(positives, dtype=np.int64)
     negatives = np.asarray(negatives, dtype=np.int64)
@@ -122,9 +122,9 @@ def curves_from_histogram(positives: np.ndarray, negatives: np.ndarray
             f"histograms must be ({FLOAT16_KEYS},) counts, got {positives.shape} and "
             f"{negatives.shape}."
         )
-    histogram = metrics._finish_histogram(float16_key_values(), positives, negatives, exact=True)
-    return (metrics._roc_from_histogram(histogram, drop_intermediate=True),
-            metrics._pr_from_histogram(histogram))
+    histogram = metrics.float16_histogram(positives, negatives)
+    return (metrics.roc_from_histogram(histogram, drop_intermediate=True),
+            metrics.pr_from_histogram(histogram))
 
 
 def downsample_curve(x: np.ndarray, y: np.ndarray, max_points: int = MAX_CURVE_POINTS
