@@ -91,8 +91,8 @@ def main() -> int:
 
     from btseg.config import models_dir
     from btseg.data.images import read_image
-    from btseg.data.phantom import generate
-    from btseg.infer import predict_paths
+    from btseg.predict import Predictor, predict_paths
+    from btseg.synthetic import generate
 
     with tempfile.TemporaryDirectory(prefix="bench_predict_") as temporary:
         work = Path(temporary)
@@ -100,21 +100,22 @@ def main() -> int:
         data = generate(work / "data", n=args.images, seed=args.seed)
         paths = sorted((data / "images").iterdir())
         sides = np.array([read_image(path).shape for path in paths])
-        print(f"{len(paths)} synthetic radiographs (btseg.data.phantom) of "
+        print(f"{len(paths)} synthetic radiographs (btseg.synthetic) of "
               f"{sides.min()}-{sides.max()} px a side, made in "
               f"{time.perf_counter() - start:.0f} s")  # fmt: skip
         segmenter, classifier, description = load_models(
             args.models or models_dir(), args.fallback, work, data
         )
+        predictor = Predictor(segmenter, classifier)
         print(f"Models: {description}")
-        print(f"  segmenter {segmenter.name} at {segmenter.input_size} px, "
+        print(f"  segmenter {segmenter.name} at {segmenter.inference_size} px, "
               f"classifier at {classifier.input_size} px")  # fmt: skip
         print(f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f} at start")
 
         images = [read_image(path).pixels for path in paths]
         for batch_size in args.batch_sizes:  # trace the models at each batch shape
             warm = paths[: min(len(paths), batch_size)]
-            predict_paths(warm, work / "warm", segmenter, classifier, batch_size=batch_size)
+            predict_paths(warm, work / "warm", predictor, batch_size=batch_size)
         # Rounds go through every batch size in turn, so that a load spike on the shared
         # machine hits them alike; the best round of each counts.
         best = {size: [float("inf")] * 3 for size in args.batch_sizes}
@@ -122,13 +123,12 @@ def main() -> int:
             for batch_size in args.batch_sizes:
                 out = work / f"out-{batch_size}-{repeat}"
                 wall, cpu = time.perf_counter(), cpu_seconds()
-                summary = predict_paths([data / "images"], out, segmenter, classifier,
-                                        batch_size=batch_size)  # fmt: skip
+                summary = predict_paths([data / "images"], out, predictor, batch_size=batch_size)
                 wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
                 if not (summary["status"] == "ok").all():
                     raise SystemExit(f"images failed: {summary[summary['status'] != 'ok']}")
                 model_wall = time.perf_counter()
-                segmenter.model_probabilities(images, batch_size)
+                segmenter.model_probabilities(images)  # one image per call at any batch size
                 classifier.predict_batch(images, batch_size)
                 model_wall = time.perf_counter() - model_wall
                 best[batch_size] = [

@@ -45,12 +45,12 @@ def load_segmenter(models_dir: Path):
 
 
 def radiograph_jpeg(seed: int) -> bytes:
-    """A phantom radiograph enlarged to 3000x2400 and encoded as a quality-95 JPEG."""
+    """A synthetic radiograph enlarged to 3000x2400 and encoded as a quality-95 JPEG."""
     import tempfile
 
     import cv2
 
-    from btseg.data.phantom import generate
+    from btseg.synthetic import generate
 
     with tempfile.TemporaryDirectory(prefix="bench_upload_") as folder:
         data = generate(Path(folder) / "data", n=20, seed=seed)
@@ -99,40 +99,44 @@ def main() -> int:
 
     from btseg.config import models_dir
     from btseg.data.images import postprocess, preprocess, read_image
-    from btseg.infer import threshold_probability_map
+    from btseg.decisions import decide
+    from btseg.predict import Predictor
 
     payload = radiograph_jpeg(args.seed)
     segmenter, description = load_segmenter(args.models or models_dir())
+    predictor = Predictor(segmenter, None)
     overlay, overlay_description = overlay_function()
     print(f"Upload: JPEG of {HEIGHT}x{WIDTH} px (height x width), {len(payload) / 1e6:.1f} MB")
     print(f"Model: {description}")
     print(f"Overlay: {overlay_description}")
     print(f"CPU cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f} at start")
 
-    stages = ("read_image(bytes)", "preprocess", "model call", "postprocess to 3000x2400",
+    stages = ("read_image(bytes)", "preprocess", "preprocess + model call", "postprocess to 3000x2400",
               "threshold + lesions", "overlay")  # fmt: skip
     timings: dict[str, list[float]] = {stage: [] for stage in (*stages, "total", "segment()")}
     rethreshold: list[float] = []
-    threshold = segmenter.threshold
     for repeat in range(args.repeats + 1):  # the first run warms up
         marks = [time.perf_counter()]
         image = read_image(payload)
         marks.append(time.perf_counter())
-        batch = preprocess(image.pixels, segmenter.input_size)[None]
+        preprocess(image.pixels, segmenter.inference_size)  # timed alone; the next call repeats it
         marks.append(time.perf_counter())
-        small = segmenter._call(batch)[0, ..., 0]
+        small = segmenter.model_probabilities([image.pixels])[0]
         marks.append(time.perf_counter())
         probability_map = postprocess(small, image.shape)
         marks.append(time.perf_counter())
-        mask, lesions = threshold_probability_map(probability_map, threshold)
+        mask, lesions = decide(probability_map, segmenter.operating_point)
         marks.append(time.perf_counter())
         overlay(image.pixels, mask, lesions)
         marks.append(time.perf_counter())
         start = time.perf_counter()
-        segmenter.segment(image, threshold)  # the public call that does the middle four stages
+        predictor.predict(image)  # the public call that does the middle four stages
         whole = time.perf_counter() - start
         start = time.perf_counter()
-        threshold_probability_map(probability_map, 0.1 + 0.8 * repeat / max(1, args.repeats))
+        decide(
+            probability_map,
+            segmenter.operating_point.at_threshold(0.1 + 0.8 * repeat / max(1, args.repeats)),
+        )
         slider = time.perf_counter() - start
         if repeat == 0:
             continue
@@ -148,10 +152,10 @@ def main() -> int:
         print(f"  {stage:<26} {1000 * statistics.median(timings[stage]):8.1f} ms")
     print(f"  {'total: bytes -> overlay':<26} {1000 * statistics.median(timings['total']):8.1f} ms")
     print(
-        f"  ({'segmenter.segment() alone':<24} {1000 * statistics.median(timings['segment()']):8.1f} ms)"
+        f"  ({'Predictor.predict() alone':<24} {1000 * statistics.median(timings['segment()']):8.1f} ms)"
     )
     print(f"  slider re-threshold         {1000 * statistics.median(rethreshold):8.1f} ms "
-          "(threshold_probability_map, no model)")  # fmt: skip
+          "(btseg.decisions.decide, no model)")  # fmt: skip
     return 0
 
 

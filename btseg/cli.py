@@ -34,8 +34,8 @@ def _print_json(payload: object) -> None:
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
-    from btseg.data.phantom import generate
     from btseg.progress import ProgressPrinter
+    from btseg.synthetic import generate
 
     out = generate(
         args.out, n=args.n, seed=args.seed, progress=ProgressPrinter("Generating images")
@@ -158,7 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from btseg.infer import run_predict
+    from btseg.predict import run_predict
     from btseg.progress import ProgressPrinter
 
     summary = run_predict(
@@ -201,7 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo-data", help="write the synthetic BTXRD-format dataset")
+    demo = commands.add_parser(
+        "demo-data",
+        help="write the synthetic dataset (BTXRD format)",
+        description="Write the synthetic dataset: generated radiographs, LabelMe annotations and "
+        "dataset.xlsx in the BTXRD layout. Not real patient data.",
+    )
     demo.add_argument("--out", type=Path, default=config.default_data_dir())
     demo.add_argument("--n", type=int, default=config.SYNTHETIC_IMAGES, help="number of images")
     demo.add_argument("--seed", type=int, default=config.SYNTHETIC_SEED)
@@ -230,7 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_argument(train)
     train.add_argument("--models-dir", type=Path, default=None)
-    train.add_argument("--profile", choices=["demo", "full", "tiny"], default="demo")
+    train.add_argument(
+        "--profile",
+        choices=["demo", "full", "study", "tiny"],
+        default="demo",
+        help="demo: patches at 384 px, minutes on a CPU; full: patches at 1024 px (GPU); "
+        "study: the paper's recipes on whole 224 px images; tiny: a smoke test",
+    )
     train.add_argument("--epochs", type=int)
     train.add_argument("--input-size", type=int)
     train.add_argument("--batch-size", type=int)
@@ -271,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_argument(prepare)
     prepare.add_argument("--models-dir", type=Path, default=None)
-    prepare.add_argument("--profile", choices=["demo", "full", "tiny"], default="demo")
+    prepare.add_argument("--profile", choices=["demo", "full", "study", "tiny"], default="demo")
     prepare.add_argument(
         "--train", action="store_true", help="train missing models on real data too"
     )

@@ -52,6 +52,7 @@ __all__ = [
     "min_lesion_area",
     "most_probable_lesion",
     "slider_thresholds",
+    "sweep_decisions",
     "verdict_for",
 ]
 
@@ -347,7 +348,9 @@ def decide(
     if probability_map.ndim != 2:
         raise ValueError(f"probability_map must be (H, W), got shape {probability_map.shape}")
     binary = binarize(probability_map, point.threshold)
-    return lesions_of(binary, point.min_area(probability_map.shape), probability_map, pixel_spacing_mm)
+    return lesions_of(
+        binary, point.min_area(probability_map.shape), probability_map, pixel_spacing_mm
+    )
 
 
 def most_probable_lesion(lesions: Sequence[LesionFinding]) -> LesionFinding | None:
@@ -377,13 +380,50 @@ def _image_table(
     truth = np.asarray(truth) != 0
     table = []
     for threshold in thresholds:
-        binary = binarize(probability_map, threshold).astype(np.uint8)
-        count, labels = cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_32S)
-        flat = labels.ravel()
-        areas = np.bincount(flat, minlength=count)[1:]
-        hits = np.bincount(flat[truth.ravel()], minlength=count)[1:] if truth.any() else None
-        table.append((areas, np.zeros_like(areas) if hits is None else hits))
+        binary = binarize(probability_map, threshold)
+        if not binary.any():
+            empty = np.zeros(0, dtype=np.int64)
+            table.append((empty, empty))
+            continue
+        count, labels = cv2.connectedComponents(
+            binary.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+        )
+        areas = np.bincount(labels[binary], minlength=count)[1:]
+        hits = np.bincount(labels[binary & truth], minlength=count)[1:]
+        table.append((areas, hits))
     return table
+
+
+def sweep_decisions(
+    truth: np.ndarray,
+    probability_map: np.ndarray,
+    thresholds: Sequence[float],
+    min_area_px: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The lesion rule at many thresholds without building masks.
+
+    Args:
+        truth: (H, W) {0, 1} true mask. probability_map: (H, W) float map.
+        thresholds: T thresholds. min_area_px: the smallest lesion, in pixels.
+
+    Returns:
+        ((T, 4) int64 tp, fp, fn, tn of the mask ``decide`` makes at each threshold,
+        (T,) bool: that mask holds a lesion).
+    """
+    if np.shape(truth) != np.shape(probability_map):
+        raise ValueError(f"truth {np.shape(truth)} and map {np.shape(probability_map)} differ")
+    true_area = int(np.count_nonzero(truth))
+    total = int(np.size(truth))
+    counts = np.zeros((len(thresholds), 4), dtype=np.int64)
+    flagged = np.zeros(len(thresholds), dtype=bool)
+    for index, (areas, hits) in enumerate(_image_table(truth, probability_map, thresholds)):
+        kept = areas >= int(min_area_px)
+        tp = int(hits[kept].sum())
+        predicted = int(areas[kept].sum())
+        fp, fn = predicted - tp, true_area - tp
+        counts[index] = (tp, fp, fn, total - tp - fp - fn)
+        flagged[index] = bool(kept.any())
+    return counts, flagged
 
 
 def choose_operating_point(
@@ -509,6 +549,12 @@ class Verdict:
     probabilities: dict[str, float] = field(default_factory=dict)
     lesion_index: int | None = None
 
+    @property
+    def lesion_label(self) -> str:
+        """The label lesions get in a LabelMe file: the verdict when it names a kind of
+        tumour, else "tumor"."""
+        return self.label if self.label in ("benign", "malignant") else "tumor"
+
 
 def verdict_for(
     lesions: Sequence[LesionFinding],
@@ -528,7 +574,9 @@ def verdict_for(
     if not class_probabilities:
         return Verdict("tumour", "a lesion was found; no classifier to name its kind", {}, index)
     probabilities = {str(name): float(value) for name, value in class_probabilities.items()}
-    label = max(probabilities, key=lambda name: (probabilities[name], -list(probabilities).index(name)))
+    label = max(
+        probabilities, key=lambda name: (probabilities[name], -list(probabilities).index(name))
+    )
     where = "the whole image" if lesion is None else f"lesion {lesion.index}"
     if label == "normal":
         reason = (

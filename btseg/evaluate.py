@@ -35,9 +35,10 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from btseg import decisions, metrics
 from btseg import evaluation as files
-from btseg import metrics
 from btseg.config import CLASS_NAMES
+from btseg.decisions import OperatingPoint
 from btseg.errors import BtsegError, RunError
 from btseg.runs import (
     CONFIG_FILE,
@@ -157,8 +158,16 @@ def _remove_stale_folders(run_dir: Path) -> None:
 # Data
 
 
+SPLIT_FILE = "split.json"
+
+
 class _TestData:
-    """The test split of a dataset as the run saw it: cached arrays, table rows, groups."""
+    """The test split as the run was trained with it: table rows, surrogate patients, ids.
+
+    The split is the run folder's split.json (written at training) when it has one, else the
+    split recomputed from the data with the run's seed; no cached arrays are needed, since every
+    test image is read from its file and goes through the pipeline `btseg predict` uses.
+    """
 
     def __init__(
         self,
@@ -167,12 +176,10 @@ class _TestData:
         dataset: Any,
         data_fingerprint: str,
         cache_dir: Path,
-        workers: int,
-        progress: Progress | None,
+        run_dir: Path,
         log: Log,
     ) -> None:
-        from btseg.data.cache import build_cache
-        from btseg.data.splits import split_for, surrogate_patient_ids
+        from btseg.data.splits import load_split, split_for, surrogate_patient_ids
 
         self.warnings: list[str] = []
         recorded = config.get("data") or {}
@@ -182,7 +189,12 @@ class _TestData:
                 f"{data_fingerprint}, training {recorded['fingerprint']}); the test split may "
                 "then hold images the model was trained on"
             )
-        self.split = split_for(dataset, cache_dir=cache_dir, seed=_split_seed(config))
+        if (run_dir / SPLIT_FILE).is_file():
+            self.split = load_split(run_dir / SPLIT_FILE)
+            self.split_source = f"{run_name}/{SPLIT_FILE}"
+        else:
+            self.split = split_for(dataset, cache_dir=cache_dir, seed=_split_seed(config))
+            self.split_source = "recomputed from the data (the run folder has no split.json)"
         if recorded.get("split_id") and recorded["split_id"] != self.split.split_id:
             self.warnings.append(
                 f"the test split (split id {self.split.split_id}) is not the split the model "
@@ -193,27 +205,17 @@ class _TestData:
             log(f"Warning ({run_name}): {warning}.")
         self.input_mode = str(config.get("input_mode") or "image")
         self.region: dict[str, Any] | None = None
-        size = int(config["input_size"])
         if self.input_mode == "region":
             self.region = _region_settings(config, run_name)
-            size = int(self.region["source_size"])
-        stage = f"{run_name}: caching images at {size} px"
-        self.arrays = build_cache(
-            dataset.usable,
-            size,
-            cache_dir=cache_dir,
-            workers=workers,
-            progress=None if progress is None else (lambda d, t: progress(stage, d, t)),
-        )
-        cached = set(self.arrays.image_ids)
+        usable = set(dataset.usable["image_id"].astype(str))
         test_ids = self.split.ids("test")
-        self.image_ids = [image_id for image_id in test_ids if image_id in cached]
-        left_out = [image_id for image_id in test_ids if image_id not in cached]
+        self.image_ids = [image_id for image_id in test_ids if image_id in usable]
+        left_out = [image_id for image_id in test_ids if image_id not in usable]
         if left_out:
-            reasons = dict(self.arrays.skipped)
-            shown = "; ".join(f"{i}: {reasons.get(i, 'no usable image')}" for i in left_out[:3])
+            shown = ", ".join(left_out[:3])
             self.warnings.append(
-                f"{len(left_out)} test image(s) could not be read and are left out ({shown})"
+                f"{len(left_out)} test image(s) have no usable image file and are left out "
+                f"({shown})"
             )
             log(f"Warning ({run_name}): {self.warnings[-1]}.")
         if not self.image_ids:
@@ -223,28 +225,44 @@ class _TestData:
                 fix="check the dataset with `btseg stats` and `btseg split`",
             )
         self.left_out = left_out
-        self.positions = self.arrays.positions(self.image_ids)
         table = dataset.table.drop_duplicates("image_id")
         groups = surrogate_patient_ids(dataset.table)
         group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int), strict=True))
         self.rows = table.set_index(table["image_id"].astype(str)).loc[self.image_ids]
         self.groups = np.array([group_of[image_id] for image_id in self.image_ids], dtype=np.int64)
-        # What the model sees: the cached images, or (region mode) one crop per test image made
-        # as for validation in training.
-        self.model_images, self.model_positions = self.arrays.images, self.positions
-        if self.region is not None:
-            from btseg.data.regions import region_crops
+        self.labels = np.array(
+            [CLASS_NAMES.index(str(self.rows.loc[i, "label"])) for i in self.image_ids],
+            dtype=np.int64,
+        )
 
-            self.model_images = region_crops(
-                self.arrays.images,
-                self.arrays.masks,
-                self.positions,
-                self.image_ids,
-                int(config["input_size"]),
-                tuple(self.region["side_range"]),
-                int(self.region["seed"]),
-            )
-            self.model_positions = np.arange(len(self.positions))
+    def image(self, index: int) -> tuple[Any, np.ndarray]:
+        """(DecodedImage, (H, W) uint8 true mask) of test image ``index``, read from its files.
+
+        Raises:
+            RunError: the image or its annotation cannot be read (names the file and the fix).
+        """
+        from btseg.data.images import read_image
+        from btseg.data.labelme import lesions_mask, read_annotation
+
+        image_id = self.image_ids[index]
+        row = self.rows.loc[image_id]
+        try:
+            decoded = read_image(str(row["image_path"]))
+            shape = decoded.shape
+            truth = np.zeros(shape, dtype=np.uint8)
+            annotation_path = _text(row.get("annotation_path"))
+            if str(row["label"]) != "normal" and annotation_path:
+                annotation = read_annotation(annotation_path, image_shape=shape)
+                truth = lesions_mask(
+                    annotation.lesions, (annotation.height, annotation.width), target_shape=shape
+                )
+        except BtsegError as error:
+            raise RunError(
+                f"test image {image_id} cannot be read ({error})",
+                where=_text(row.get("image_path")),
+                fix="fix or remove the file, then run `btseg evaluate` again",
+            ) from None
+        return decoded, truth
 
 
 def _region_settings(config: dict[str, Any], run_name: str) -> dict[str, Any]:
@@ -266,40 +284,15 @@ def _region_settings(config: dict[str, Any], run_name: str) -> dict[str, Any]:
     return checked
 
 
-def _model_inputs(images: Any, positions: np.ndarray, size: int) -> np.ndarray:
-    """(B, S, S, 3) float32: images.preprocess of cached letterboxed images or region crops
-    (as training)."""
-    from btseg.data.images import preprocess
-
-    return np.stack([preprocess(np.asarray(images[p]), size) for p in positions])
-
-
-def _predict(run: Any, data: _TestData, batch_size: int, progress: Progress | None) -> np.ndarray:
-    """Model outputs for the test images, batch by batch, as float32 probabilities."""
-    model, size, stage = run.model, run.input_size, f"{run.name}: predicting"
-    outputs = []
-    total = len(data.model_positions)
-    if progress is not None:
-        progress(stage, 0, total)
-    for start in range(0, total, batch_size):
-        batch = data.model_positions[start : start + batch_size]
-        outputs.append(
-            np.asarray(
-                model.predict_on_batch(_model_inputs(data.model_images, batch, size)),
-                dtype=np.float32,
-            )
-        )
-        if progress is not None:
-            progress(stage, min(start + batch_size, total), total)
-    result = np.concatenate(outputs, axis=0)
-    if not np.all(np.isfinite(result)) or result.min() < 0.0 or result.max() > 1.0:
+def _check_probabilities(values: np.ndarray, run: Any) -> np.ndarray:
+    if not np.all(np.isfinite(values)) or values.min() < 0.0 or values.max() > 1.0:
         raise RunError(
             "the model outputs values that are not probabilities (NaN, infinite or outside "
             "[0, 1]) on the test images",
             where=str(run.path / MODEL_FILE),
             fix=f"train the model again: {train_command(run.name)}",
         )
-    return result
+    return values
 
 
 def _text(value: Any) -> str:
@@ -362,6 +355,8 @@ class _ImageScores:
         "true_area",
         "counts",
         "has_lesion",
+        "at_point",
+        "lesions",
         "hd95",
         "hd95_mm",
         "min_area",
@@ -369,58 +364,42 @@ class _ImageScores:
     )
 
 
-def _lesion_flags(scores: np.ndarray, thresholds: np.ndarray, min_area: int) -> np.ndarray:
-    """(T,) bool: the map cut at each threshold holds a lesion of at least `min_area` pixels.
+def _lesion_level(truth: np.ndarray, mask: np.ndarray) -> dict[str, int]:
+    """Lesion-level counts of a decided mask against the truth (8-connected regions): true
+    lesions, true lesions touched by a predicted lesion, predicted lesions, predicted lesions
+    touching no true lesion (false positives)."""
+    import cv2
 
-    Lowering the threshold only grows or merges regions, so the flags are True up to some
-    threshold and False above it; a binary search needs about log2(T) labelings.
-    """
-    from btseg.infer import findings_from_mask
-
-    def found(index: int) -> bool:
-        mask = metrics.binarize(scores, float(thresholds[index]))
-        if np.count_nonzero(mask) < min_area:
-            return False
-        return bool(findings_from_mask(mask, min_area_px=min_area))
-
-    low, high = 0, len(thresholds)  # flags[:low] are True, flags[high:] False
-    while low < high:
-        middle = (low + high) // 2
-        if found(middle):
-            low = middle + 1
-        else:
-            high = middle
-    flags = np.zeros(len(thresholds), dtype=bool)
-    flags[:low] = True
-    return flags
+    true_count, true_labels = cv2.connectedComponents(
+        (np.asarray(truth) != 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    pred_count, pred_labels = cv2.connectedComponents(
+        (np.asarray(mask) != 0).astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+    )
+    overlap = (true_labels > 0) & (pred_labels > 0)
+    found = np.unique(true_labels[overlap])
+    hit = np.unique(pred_labels[overlap])
+    return {
+        "true_lesions": true_count - 1,
+        "true_lesions_found": int(found.size),
+        "predicted_lesions": pred_count - 1,
+        "false_lesions": pred_count - 1 - int(hit.size),
+    }
 
 
 def _score_image(
-    row: Any,
-    probabilities: np.ndarray,
+    truth: np.ndarray,
+    probability_map: np.ndarray,
+    spacing: tuple[float, float] | None,
     thresholds: np.ndarray,
-    validation_index: int,
+    point: OperatingPoint,
     histogram: tuple[np.ndarray, np.ndarray],
 ) -> _ImageScores:
-    """Map one model-size probability map to the original image and score it there."""
-    from btseg.data.images import postprocess, read_image
-    from btseg.data.labelme import lesions_mask, read_annotation
-    from btseg.infer import min_lesion_area
-
-    decoded = read_image(str(row["image_path"]))
-    shape = decoded.pixels.shape[:2]
-    spacing = decoded.pixel_spacing_mm
-    del decoded  # only the size is needed; free the pixels before the maps are made
-    truth = np.zeros(shape, dtype=np.uint8)
-    annotation_path = _text(row.get("annotation_path"))
-    if str(row["label"]) != "normal" and annotation_path:
-        annotation = read_annotation(annotation_path, image_shape=shape)
-        truth = lesions_mask(
-            annotation.lesions, (annotation.height, annotation.width), target_shape=shape
-        )
-    scores = postprocess(probabilities.astype(np.float32), shape).astype(np.float16)
-
-    keys = scores.view(np.uint16).reshape(-1)
+    """Score one original-size probability map: the pixel histogram (float16 keys), the decided
+    mask at every threshold (btseg.decisions.sweep_decisions) and, at the operating point, the
+    mask `btseg predict` writes (btseg.decisions.decide)."""
+    shape = truth.shape
+    keys = probability_map.astype(np.float16).view(np.uint16).reshape(-1)
     truth_flat = truth.reshape(-1).view(bool)
     totals = np.bincount(keys, minlength=files.FLOAT16_KEYS)
     tumour_keys = np.bincount(keys[truth_flat], minlength=files.FLOAT16_KEYS)
@@ -428,15 +407,22 @@ def _score_image(
     histogram[1][:] += totals - tumour_keys
     del keys, truth_flat
 
-    sweep = metrics.threshold_sweep(truth, scores, thresholds)
     result = _ImageScores()
     result.height, result.width = int(shape[0]), int(shape[1])
     result.true_area = int(np.count_nonzero(truth))
-    result.counts = sweep[["tp", "fp", "fn", "tn"]].to_numpy(dtype=np.int64)  # (T, 4)
-    result.min_area = int(min_lesion_area(shape))
-    result.has_lesion = _lesion_flags(scores, thresholds, result.min_area)
-    result.max_probability = float(scores.max()) if scores.size else math.nan
-    prediction = metrics.binarize(scores, float(thresholds[validation_index]))
+    result.min_area = point.min_area(shape)
+    result.counts, result.has_lesion = decisions.sweep_decisions(
+        truth, probability_map, thresholds, result.min_area
+    )
+    mask, _ = decisions.decide(probability_map, point)
+    prediction = mask.astype(bool)
+    truth_bool = truth.astype(bool)
+    tp = int(np.count_nonzero(prediction & truth_bool))
+    predicted = int(np.count_nonzero(prediction))
+    fp, fn = predicted - tp, result.true_area - tp
+    result.at_point = metrics.ConfusionCounts(tp, fp, fn, truth.size - tp - fp - fn)
+    result.lesions = _lesion_level(truth, mask)
+    result.max_probability = float(probability_map.max()) if probability_map.size else math.nan
     result.hd95 = metrics.hausdorff(truth, prediction, percentile=95)
     result.hd95_mm = (
         metrics.hausdorff(truth, prediction, percentile=95, spacing=spacing)
@@ -517,70 +503,55 @@ def _threshold_block(
     return block
 
 
-def _best_index(mean_dice: np.ndarray, thresholds: np.ndarray) -> int | None:
-    """Threshold index of the highest mean Dice (ties: nearest 0.5, as training chooses)."""
-    values = np.where(np.isnan(mean_dice), -np.inf, mean_dice)
-    if not np.isfinite(values).any():
-        return None
-    best = np.flatnonzero(values == values.max())
-    return int(best[np.argmin(np.abs(thresholds[best] - 0.5))])
-
-
 def _evaluate_segmenter(
     run: Any,
     data: _TestData,
     out: Path,
-    batch_size: int,
     n_resamples: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    """Write the segmentation artifacts into `out`; return the summary without the header."""
-    size = run.input_size
-    name = run.name
-    outputs = _predict(run, data, batch_size, progress)
-    probabilities = outputs.reshape(len(data.image_ids), size, size).astype(np.float16)
-    del outputs
-    np.savez_compressed(
-        out / files.PREDICTIONS_NPZ_FILE,
-        image_ids=np.array(data.image_ids),
-        probabilities=probabilities,
-        input_size=np.int64(size),
-        schema_version=np.int64(files.SCHEMA_VERSION),
-    )
+    """Write the segmentation artifacts into `out`; return the summary without the header.
 
-    validation = float(run.threshold)
-    thresholds = np.unique(np.r_[metrics.default_thresholds(), validation])
-    validation_index = int(np.flatnonzero(thresholds == validation)[0])
+    Each test image goes through the pipeline `btseg predict` uses: read from its file,
+    Segmenter.probability_maps (here model_probabilities, then the same postprocess), and the
+    mask decided at the run's operating point."""
+    from btseg.data.images import postprocess
+    from btseg.infer import Segmenter
+
+    segmenter = Segmenter(run)
+    size = segmenter.inference_size
+    name = run.name
+    point = segmenter.operating_point
+    thresholds = decisions.evaluation_thresholds(point.threshold)
+    validation_index = int(np.flatnonzero(thresholds == point.threshold)[0])
     histogram = (
         np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
         np.zeros(files.FLOAT16_KEYS, dtype=np.int64),
     )
     count = len(data.image_ids)
+    probabilities = np.zeros((count, size, size), dtype=np.float16)
     counts = np.zeros((count, len(thresholds), 4), dtype=np.int64)
     has_lesion = np.zeros((count, len(thresholds)), dtype=bool)
     per_image_rows = []
-    stage = f"{name}: scoring at original resolution"
+    stage = f"{name}: predicting and scoring at original resolution"
     if progress is not None:
         progress(stage, 0, count)
     for index, image_id in enumerate(data.image_ids):
         row = data.rows.loc[image_id]
-        try:
-            scores = _score_image(
-                row, probabilities[index], thresholds, validation_index, histogram
-            )
-        except BtsegError as error:
-            raise RunError(
-                f"test image {image_id} cannot be scored at its original size ({error})",
-                where=_text(row.get("image_path")),
-                fix="fix or remove the file, then run `btseg evaluate` again",
-            ) from None
+        decoded, truth = data.image(index)
+        small = _check_probabilities(segmenter.model_probabilities([decoded.pixels])[0], run)
+        probabilities[index] = small
+        probability_map = postprocess(small, decoded.shape)
+        scores = _score_image(
+            truth, probability_map, decoded.pixel_spacing_mm, thresholds, point, histogram
+        )
+        del decoded, truth, probability_map
         counts[index] = scores.counts
         has_lesion[index] = scores.has_lesion
         pixels = scores.height * scores.width
         fraction = scores.true_area / pixels
         tumour = scores.true_area > 0
-        tp, fp, fn, tn = (int(value) for value in scores.counts[validation_index])
-        at_validation = metrics.ConfusionCounts(tp, fp, fn, tn)
+        at_point = scores.at_point
         per_image_rows.append(
             {
                 "image_id": image_id,
@@ -597,22 +568,30 @@ def _evaluate_segmenter(
                 "true_area_percent": 100.0 * fraction,
                 "size_bucket": metrics.lesion_size_bucket(fraction) if tumour else "",
                 "tumour": tumour,
-                "pred_area_px": tp + fp,
-                "tp": tp,
-                "fp": fp,
-                "fn": fn,
-                "tn": tn,
-                "dice": metrics.dice_from_counts(at_validation),
-                "iou": metrics.iou_from_counts(at_validation),
+                "pred_area_px": at_point.tp + at_point.fp,
+                "tp": at_point.tp,
+                "fp": at_point.fp,
+                "fn": at_point.fn,
+                "tn": at_point.tn,
+                "dice": metrics.dice_from_counts(at_point),
+                "iou": metrics.iou_from_counts(at_point),
                 "hd95": scores.hd95,
                 "hd95_mm": scores.hd95_mm,
                 "predicted_lesion": bool(scores.has_lesion[validation_index]),
+                **scores.lesions,
                 "min_lesion_area_px": scores.min_area,
                 "max_probability": scores.max_probability,
             }
         )
         if progress is not None:
             progress(stage, index + 1, count)
+    np.savez_compressed(
+        out / files.PREDICTIONS_NPZ_FILE,
+        image_ids=np.array(data.image_ids),
+        probabilities=probabilities,
+        input_size=np.int64(size),
+        schema_version=np.int64(files.SCHEMA_VERSION),
+    )
     del probabilities
 
     tumour = np.array([row["tumour"] for row in per_image_rows], dtype=bool)
@@ -705,7 +684,9 @@ def _evaluate_segmenter(
             "hd95_undefined_images": int(np.isnan(hd95).sum()),
         }
     )
-    best_index = _best_index(np.asarray(sweep["mean_dice"], dtype=np.float64), thresholds)
+    best_index = decisions.choose_best_index(
+        np.asarray(sweep["mean_dice"], dtype=np.float64), thresholds
+    )
     best_on_test = None
     if best_index is not None:
         best_on_test = {
@@ -714,19 +695,32 @@ def _evaluate_segmenter(
             "criterion": "max mean Dice over the test tumour images",
         }
         best_on_test.update(block_at(best_index))
+    lesion_totals = {
+        key: int(sum(row[key] for row in per_image_rows))
+        for key in ("true_lesions", "true_lesions_found", "predicted_lesions", "false_lesions")
+    }
+    at_validation["lesion_sensitivity"] = (
+        lesion_totals["true_lesions_found"] / lesion_totals["true_lesions"]
+        if lesion_totals["true_lesions"]
+        else math.nan
+    )
+    at_validation["false_lesions_per_image"] = lesion_totals["false_lesions"] / count
+    at_validation["lesion_counts"] = lesion_totals
     unscored = int((~tumour & ~normal).sum())
     return {
         "n_tumour_images": int(tumour.sum()),
         "n_normal_images": int(normal.sum()),
         "n_tumour_without_mask": unscored,
-        "input_size": size,
+        "input_size": run.input_size,
+        "inference_size": size,
         "resolution": "original",
-        "validation_threshold": validation,
-        "thresholds": "btseg.metrics.default_thresholds() and the validation threshold",
+        "validation_threshold": point.threshold,
+        "operating_point": point.to_json(),
+        "thresholds": "btseg.decisions.evaluation_thresholds(operating threshold)",
         "lesion_rule": (
-            "an 8-connected region of probability >= threshold covering at least "
-            "btseg.infer.min_lesion_area(shape) pixels "
-            "(max(16, ceil(1e-4 * height * width)))"
+            "btseg.decisions.decide: an 8-connected region of probability >= threshold covering "
+            f"at least max(16, ceil({point.min_lesion_fraction:g} * height * width)) pixels; "
+            "every threshold of the sweep uses the same rule"
         ),
         "hd95_units": "original pixels",
         "at_validation_threshold": at_validation,
@@ -753,15 +747,43 @@ def _classification_statistic(key: str, n_classes: int) -> Callable[[np.ndarray]
     return statistic
 
 
+def _classifier_probabilities(
+    classifier: Any, data: _TestData, progress: Progress | None
+) -> np.ndarray:
+    """(N, n_classes) float64: the classifier on each test image as it is served, from the
+    original file: the whole image, or (region mode) the crop `Classifier.predict` makes of the
+    largest annotated lesion's box (a region sampled on the bone of a normal image, seeded by
+    the run's region seed and the image id)."""
+    from btseg.data.regions import image_rng, lesion_boxes, region_of
+
+    stage = f"{classifier.name}: classifying"
+    count = len(data.image_ids)
+    probabilities = np.zeros((count, len(classifier.class_names)), dtype=np.float64)
+    for index, image_id in enumerate(data.image_ids):
+        decoded, truth = data.image(index)
+        box = None
+        if data.region is not None:
+            rng = image_rng(int(data.region["seed"]), image_id)
+            sides = tuple(data.region["side_range"])
+            box = region_of(decoded.pixels, lesion_boxes(truth), sides, rng, jitter=False)
+        predicted = classifier.predict(decoded, box=box)
+        probabilities[index] = [predicted[name] for name in classifier.class_names]
+        if progress is not None:
+            progress(stage, index + 1, count)
+    return probabilities
+
+
 def _evaluate_classifier(
     run: Any,
     data: _TestData,
     out: Path,
-    batch_size: int,
     n_resamples: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    probabilities = _predict(run, data, batch_size, progress).astype(np.float64)
+    from btseg.infer import Classifier
+
+    classifier = Classifier(run)
+    probabilities = _check_probabilities(_classifier_probabilities(classifier, data, progress), run)
     names = list(CLASS_NAMES)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
         raise RunError(
@@ -770,7 +792,7 @@ def _evaluate_classifier(
             where=str(run.path / MODEL_FILE),
             fix=f"train the classifier again: {train_command('classifier')}",
         )
-    labels = np.asarray(data.arrays.labels[data.positions], dtype=np.int64)
+    labels = data.labels
     report = metrics.classification_report(labels, probabilities, names)
     predicted = probabilities.argmax(axis=1)
     rows = []
@@ -873,6 +895,125 @@ def _evaluate_classifier(
 
 
 # --------------------------------------------------------------------------------------------
+# The image-level verdict (segmenter + classifier, as served)
+
+VERDICT_FILE = "verdict.json"
+VERDICT_CSV_FILE = "verdict_per_image.csv"
+
+
+def _verdict_segmenter_dir(classifier_dir: Path) -> Path | None:
+    """The attention U-Net run beside the classifier, when it is complete."""
+    folder = classifier_dir.parent / run_name_for("attention")
+    return folder if is_complete(folder) else None
+
+
+def _verdict_scores(rows: np.ndarray) -> dict[str, Any]:
+    """rows (N, 2) int: truth, predicted class index -> balanced accuracy, recall by class,
+    confusion (rows truth, columns verdict)."""
+    names = decisions.VERDICT_CLASSES
+    confusion = metrics.confusion_matrix(rows[:, 0], rows[:, 1], len(names))
+    support = confusion.sum(axis=1)
+    recall = {
+        name: (float(confusion[k, k] / support[k]) if support[k] else None)
+        for k, name in enumerate(names)
+    }
+    present = [value for value in recall.values() if value is not None]
+    return {
+        "balanced_accuracy": float(np.mean(present)) if present else math.nan,
+        "accuracy": float(np.trace(confusion) / max(1, confusion.sum())),
+        "recall": recall,
+        "confusion": confusion.tolist(),
+        "support": {name: int(support[k]) for k, name in enumerate(names)},
+    }
+
+
+def _evaluate_verdict(
+    segmenter_dir: Path,
+    classifier_run: Any,
+    data: _TestData,
+    out: Path,
+    n_resamples: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Score the verdict of the whole pipeline (btseg.predict.Predictor with the attention U-Net
+    and this classifier) on the whole test images; write verdict.json and its per-image CSV."""
+    from btseg.infer import Classifier, Segmenter
+    from btseg.predict import Predictor
+    from btseg.runs import load_run
+
+    segmenter_run = load_run(segmenter_dir)
+    predictor = Predictor(Segmenter(segmenter_run), Classifier(classifier_run))
+    names = list(decisions.VERDICT_CLASSES)
+    stage = "verdict: segmenting and classifying whole test images"
+    rows = []
+    predicted = np.zeros(len(data.image_ids), dtype=np.int64)
+    for index, image_id in enumerate(data.image_ids):
+        decoded, _ = data.image(index)
+        prediction = predictor.predict(decoded)
+        verdict = prediction.verdict
+        predicted[index] = names.index(verdict.label)
+        rows.append(
+            {
+                "image_id": image_id,
+                "label": names[data.labels[index]],
+                "verdict": verdict.label,
+                "correct": verdict.label == names[data.labels[index]],
+                "lesions": len(prediction.lesions),
+                "classified_lesion": verdict.lesion_index or "",
+                **{
+                    f"prob_{name}": verdict.probabilities.get(name, "")
+                    for name in CLASS_NAMES
+                },
+                "reason": verdict.reason,
+                "group": int(data.groups[index]),
+            }
+        )
+        if progress is not None:
+            progress(stage, index + 1, len(data.image_ids))
+    atomic_write_csv(out / VERDICT_CSV_FILE, rows, list(rows[0]))
+    pairs = np.column_stack([data.labels, predicted])
+    scores = _verdict_scores(pairs)
+
+    def statistic(key: str, name: str | None = None) -> Callable[[np.ndarray], float]:
+        def compute(sample: np.ndarray) -> float:
+            value = _verdict_scores(sample.astype(np.int64))[key]
+            value = value if name is None else value[name]
+            return math.nan if value is None else float(value)
+
+        return compute
+
+    ci95: dict[str, Any] = {
+        "balanced_accuracy": _interval(
+            pairs.astype(np.float64), data.groups, n_resamples, statistic("balanced_accuracy")
+        )
+    }
+    for k, name in enumerate(names):
+        members = data.labels == k
+        ci95[f"recall_{name}"] = _interval(
+            (predicted[members] == k).astype(np.float64), data.groups[members], n_resamples
+        )
+    payload = {
+        "schema_version": files.SCHEMA_VERSION,
+        "rule": (
+            "btseg.decisions.verdict_for: no lesion at the segmenter's operating point -> "
+            "normal; otherwise the classifier's most probable class for the most probable "
+            "lesion (region classifier) or the whole image (image classifier)"
+        ),
+        "segmentation_run": segmenter_run.name,
+        "segmentation_model_fingerprint": model_fingerprint(segmenter_dir),
+        "operating_point": predictor.operating_point.to_json(),
+        "classifier_run": classifier_run.name,
+        "classes": names,
+        "n_images": len(data.image_ids),
+        **scores,
+        "ci95": ci95,
+        "chance_balanced_accuracy": 1.0 / len(names),
+    }
+    atomic_write_json(out / VERDICT_FILE, _plain(payload))
+    return {key: payload[key] for key in ("balanced_accuracy", "recall", "confusion", "ci95")}
+
+
+# --------------------------------------------------------------------------------------------
 # Entry points
 
 
@@ -884,9 +1025,7 @@ def evaluate_run(
     *,
     cache_dir: str | Path | None = None,
     log: Log | None = print,
-    batch_size: int = 8,
     n_resamples: int = BOOTSTRAP_RESAMPLES,
-    workers: int = 2,
 ) -> Path:
     """Evaluate one run on the test split; write and return run_dir/evaluation.
 
@@ -903,9 +1042,7 @@ def evaluate_run(
             and per scored image (see stage_progress).
         cache_dir: cache of splits and arrays; default btseg.config.cache_dir().
         log: receives messages (skipped, warnings); None is silent.
-        batch_size: images per model call.
         n_resamples: bootstrap resamples of the 95% intervals.
-        workers: processes decoding images if the cache must be built.
 
     Raises:
         RunError: the run is incomplete or its model does not load, or a test image cannot be
@@ -931,6 +1068,11 @@ def evaluate_run(
     fingerprint_of_data = data_fingerprint(dataset.usable)
     fingerprint_of_model = model_fingerprint(run_dir)
     settings = _settings(config, n_resamples)
+    if not segmenter:  # the verdict also depends on the attention U-Net beside the classifier
+        verdict_segmenter = _verdict_segmenter_dir(run_dir)
+        settings["verdict_segmenter_fingerprint"] = (
+            None if verdict_segmenter is None else model_fingerprint(verdict_segmenter)
+        )
     destination = files.evaluation_dir(run_dir)
     if not force and _up_to_date(
         run_dir, fingerprint_of_data, fingerprint_of_model, settings, segmenter
@@ -944,7 +1086,7 @@ def evaluate_run(
     started = time.monotonic()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     run_name = str(config.get("run", run_dir.name))
-    data = _TestData(run_name, config, dataset, fingerprint_of_data, cache, workers, progress, say)
+    data = _TestData(run_name, config, dataset, fingerprint_of_data, cache, run_dir, say)
     run = load_run(run_dir)
     _remove_stale_folders(run_dir)
     temporary = run_dir / f"{files.EVALUATION_FOLDER}.tmp-{os.getpid()}"
@@ -953,7 +1095,13 @@ def evaluate_run(
     temporary.mkdir()
     try:
         evaluate = _evaluate_segmenter if segmenter else _evaluate_classifier
-        results = evaluate(run, data, temporary, batch_size, n_resamples, progress)
+        results = evaluate(run, data, temporary, n_resamples, progress)
+        if not segmenter:
+            verdict_segmenter = _verdict_segmenter_dir(run_dir)
+            if verdict_segmenter is not None:
+                results["verdict"] = _evaluate_verdict(
+                    verdict_segmenter, run, data, temporary, n_resamples, progress
+                )
         summary = {
             "schema_version": files.SCHEMA_VERSION,
             "task": "segmentation" if segmenter else "classification",
@@ -963,6 +1111,7 @@ def evaluate_run(
             "synthetic": bool(dataset.is_synthetic),
             "split": "test",
             "split_id": data.split.split_id,
+            "split_source": data.split_source,
             "split_seed": _split_seed(config),
             "data_fingerprint": fingerprint_of_data,
             "model_fingerprint": fingerprint_of_model,

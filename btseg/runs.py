@@ -13,18 +13,17 @@ RunError that names the file and the command that makes a new one.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from btseg.errors import RunError
+from btseg.decisions import OperatingPoint
+from btseg.errors import ConfigError, RunError
+from btseg.outputs import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: F401
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -57,47 +56,6 @@ def train_command(run_name: str, data_dir: str | None = None) -> str:
 
 # ------------------------------------------------------------------------------------------------
 # Atomic writes
-
-
-def _atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; run files are meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write UTF-8 text to a temporary file beside `path`, then rename it over `path`."""
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # NumPy arrays and scalars (a scalar's tolist is its item)
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinities become None so that the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 def process_alive(pid: int) -> bool:
@@ -137,28 +95,6 @@ def swap_folder_into_place(temporary: str | Path, final: str | Path, old: str | 
     if had_old:
         shutil.rmtree(old, ignore_errors=True)
     return final
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    """Write `payload` as indented strict JSON (NaN -> null) atomically."""
-    plain = json.loads(json.dumps(payload, default=_json_default))
-    atomic_write_text(path, json.dumps(_finite(plain), indent=2, allow_nan=False) + "\n")
-
-
-def atomic_write_csv(
-    path: str | Path, rows: Iterable[dict[str, Any]], columns: Sequence[str] | None = None
-) -> None:
-    """Write dict rows as CSV with a header atomically; columns default to the first row's keys."""
-    rows = list(rows)
-    if columns is None:
-        columns = list(rows[0]) if rows else []
-    buffer = io.StringIO()
-    writer = csv.DictWriter(
-        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -251,18 +187,23 @@ def _check_folder(path: Path) -> tuple[dict[str, Any], str]:
     return config, run_name
 
 
-def _read_threshold(path: Path, run_name: str, data_dir: str | None) -> float | None:
+def _read_operating_point(path: Path, run_name: str, data_dir: str | None) -> OperatingPoint | None:
+    """The operating point in threshold.json (segmenters), None for the classifier."""
     if run_name not in SEGMENTATION_RUNS:
         return None
     payload = _read_json(path / THRESHOLD_FILE, run_name, data_dir)
     value = payload.get("threshold")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError("not a number")
+        return OperatingPoint.from_json(payload)
+    except (ConfigError, TypeError, ValueError):
         raise RunError(
-            f"threshold.json holds no threshold between 0 and 1 (found {value!r})",
+            f"threshold.json holds no valid operating point (threshold {value!r}, minimum "
+            f"lesion fraction {payload.get('min_lesion_fraction')!r})",
             where=str(path / THRESHOLD_FILE),
             fix=f"train the model again: {train_command(run_name, data_dir)}",
-        )
-    return float(value)
+        ) from None
 
 
 def history_summary(path: str | Path, monitor: str | None = None) -> dict[str, Any]:
@@ -305,7 +246,8 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
 
     Returns:
         {"name", "path", "complete", "problem" (None or the RunError message), "config" (dict,
-        {} when unreadable), "threshold" (float or None), "history" (history_summary),
+        {} when unreadable), "threshold" (float or None), "operating_point" (OperatingPoint or
+        None), "history" (history_summary),
         "modified" (POSIX seconds of config.json, or None)}.
     """
     path = Path(path)
@@ -316,6 +258,7 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
         "problem": None,
         "config": {},
         "threshold": None,
+        "operating_point": None,
         "history": {},
         "modified": None,
     }
@@ -323,7 +266,9 @@ def read_run_info(path: str | Path) -> dict[str, Any]:
         config, run_name = _check_folder(path)
         data_dir = (config.get("data") or {}).get("dir")
         info["config"] = config
-        info["threshold"] = _read_threshold(path, run_name, data_dir)
+        point = _read_operating_point(path, run_name, data_dir)
+        info["operating_point"] = point
+        info["threshold"] = None if point is None else point.threshold
         info["history"] = history_summary(path / HISTORY_FILE, config.get("monitor"))
         info["modified"] = (path / CONFIG_FILE).stat().st_mtime
         info["complete"] = True
@@ -358,12 +303,24 @@ class Run:
 
     model: Any
     config: dict[str, Any]
-    threshold: float | None
+    operating_point: OperatingPoint | None
     path: Path
 
     @property
+    def threshold(self) -> float | None:
+        """The operating threshold (None for the classifier)."""
+        return None if self.operating_point is None else self.operating_point.threshold
+
+    @property
     def input_size(self) -> int:
+        """The side of the model's training input (a patch, for patch-trained segmenters)."""
         return int(self.config["input_size"])
+
+    @property
+    def inference_size(self) -> int:
+        """The side of the letterboxed image the model is run on: the working size of a
+        patch-trained segmenter, else the input size."""
+        return int(self.config.get("working_size") or self.input_size)
 
     @property
     def name(self) -> str:
@@ -381,7 +338,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     config, run_name = _check_folder(path)
     data_dir = (config.get("data") or {}).get("dir")
-    threshold = _read_threshold(path, run_name, data_dir)
+    operating_point = _read_operating_point(path, run_name, data_dir)
     fix = f"train the model again: {train_command(run_name, data_dir)}"
 
     import keras
@@ -399,10 +356,10 @@ def load_run(path: str | Path) -> Run:
         ) from None
     shape = tuple(model.input_shape[1:3])
     size = int(config["input_size"])
-    if shape != (size, size):
+    if shape != (size, size) and shape != (None, None):  # (None, None): fully convolutional
         raise RunError(
             f"the model takes {shape[0]}x{shape[1]} inputs but config.json says {size}x{size}",
             where=str(model_path),
             fix=fix,
         )
-    return Run(model=model, config=config, threshold=threshold, path=path)
+    return Run(model=model, config=config, operating_point=operating_point, path=path)

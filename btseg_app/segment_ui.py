@@ -4,7 +4,7 @@ canvas and the download payloads.
 Models are loaded once per run folder and shared across sessions (st.cache_resource), keyed by
 the folder and the mtimes of its files so that a retrained model is loaded again. A probability
 map is computed once per image (SHA-1 of its bytes) and model; moving the threshold only cuts the
-cached map again (btseg.infer.threshold_probability_map). Decoded images and maps are kept with
+cached map again (btseg.decisions.decide). Decoded images and maps are kept with
 st.cache_resource too: they are never modified, and st.cache_data would copy tens of megabytes
 on every rerun. TensorFlow is imported by btseg.infer when the first model is loaded, never by
 importing this module.
@@ -13,7 +13,6 @@ importing this module.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,17 +26,15 @@ import streamlit as st
 
 from btseg import config, metrics, viz
 from btseg.data.images import DecodedImage, read_image
-from btseg.data.labelme import Lesion, annotation_to_json, lesions_mask, mask_to_lesions
+from btseg.data.labelme import Lesion, lesions_mask
 from btseg.data.labelme import read_annotation as read_labelme
 from btseg.data.regions import BOX_MARGIN
-from btseg.infer import LesionFinding
-from btseg.metrics import STUDY_THRESHOLDS
+from btseg.decisions import LesionFinding, OperatingPoint, most_probable_lesion
 from btseg.runs import CONFIG_FILE, MODEL_FILE, THRESHOLD_FILE, read_run_info, train_command
 
 SEGMENTER_RUNS: dict[str, str] = {"attention_unet": "Attention U-Net", "basic_unet": "Basic U-Net"}
 CLASSIFIER_RUN = "classifier"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "dcm"]
-THRESHOLD_RANGE = (1e-4, 0.99)
 #: Lesion boxes are numbered on the image up to this many lesions (more would hide the X-ray).
 MAX_DRAWN_BOXES = 25
 CANVAS_WIDTH = 640
@@ -57,6 +54,7 @@ class RunStatus:
     complete: bool
     problem: str | None
     threshold: float | None  # segmenters: the validation threshold
+    operating_point: OperatingPoint | None  # segmenters: threshold and minimum lesion size
     stamp: tuple  # mtimes of its files: a new training gives a new stamp
 
     @property
@@ -82,6 +80,7 @@ def run_status(models_dir: Path, run_name: str) -> RunStatus:
         complete=bool(info["complete"]),
         problem=info["problem"],
         threshold=info["threshold"],
+        operating_point=info.get("operating_point"),
         stamp=tuple(stamp),
     )
 
@@ -128,17 +127,6 @@ def load_classifier(status: RunStatus):
 
 # --------------------------------------------------------------------------------------------
 # Threshold grid
-
-
-def threshold_grid(validation_threshold: float | None = None, points: int = 81) -> list[float]:
-    """Thresholds of the log-scale slider: `points` steps from 1e-4 to 0.99 (two significant
-    digits), the study's thresholds, and the validation threshold (clipped to the range)."""
-    low, high = THRESHOLD_RANGE
-    values = {float(f"{value:.2g}") for value in np.logspace(np.log10(low), np.log10(high), points)}
-    values |= {float(value) for value in STUDY_THRESHOLDS} | {high}
-    if validation_threshold is not None and math.isfinite(validation_threshold):
-        values.add(float(min(max(validation_threshold, low), high)))
-    return sorted(value for value in values if low <= value <= high)
 
 
 def nearest_threshold(grid: Sequence[float], value: float) -> float:
@@ -343,24 +331,17 @@ def grad_cam(
     )
 
 
-def classifier_region(classifier, lesions) -> tuple[tuple[int, int, int, int] | None, str]:
-    """(box to classify, what it is in words): the whole image for a classifier of whole
-    images; the largest lesion for one trained on regions (None when there is no lesion)."""
+def classifier_region(classifier, lesions) -> tuple[LesionFinding | None, str]:
+    """(the lesion to classify, what is classified in words): None and "Whole image" for a
+    classifier of whole images; the most probable lesion for one trained on regions (None when
+    there is no lesion), as btseg.predict.Predictor.classify serves it."""
     if not classifier.classifies_regions:
         return None, "Whole image"
-    lesion = classifier.lesion_to_classify(lesions)
+    lesion = most_probable_lesion(lesions)
     if lesion is None:
         return None, "No lesion to classify"
     margin = f"with a {BOX_MARGIN:.0%} margin on each side"
-    return lesion.box, f"Lesion {lesion.index}, the largest, {margin}"
-
-
-def lesion_label(probabilities: Mapping[str, float] | None) -> str:
-    """Label of the predicted lesions: the predicted tumour class, else "tumor"."""
-    if not probabilities:
-        return "tumor"
-    predicted = max(probabilities, key=probabilities.get)
-    return predicted if predicted != "normal" else "tumor"
+    return lesion, f"Lesion {lesion.index}, the most probable, {margin}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -547,40 +528,3 @@ def clipped_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int,
     return (left, top, right, bottom)
 
 
-# --------------------------------------------------------------------------------------------
-# Downloads
-
-
-def mask_png(mask: np.ndarray) -> bytes:
-    """The mask as an 8-bit grayscale PNG (0 background, 255 lesion) at its own resolution."""
-    ok, encoded = cv2.imencode(".png", (np.asarray(mask) > 0).astype(np.uint8) * 255)
-    if not ok:
-        raise ValueError(f"the mask {np.shape(mask)} cannot be encoded as PNG")
-    return encoded.tobytes()
-
-
-def probability_png16(probability_map: np.ndarray) -> bytes:
-    """The probability map as a 16-bit grayscale PNG: value = round(probability × 65535)."""
-    values = np.rint(np.clip(np.asarray(probability_map, dtype=np.float64), 0, 1) * 65535)
-    ok, encoded = cv2.imencode(".png", values.astype(np.uint16))
-    if not ok:
-        raise ValueError(f"the map {np.shape(probability_map)} cannot be encoded as PNG")
-    return encoded.tobytes()
-
-
-def labelme_json(mask: np.ndarray, image_name: str, label: str = "tumor") -> bytes:
-    """The predicted lesions as LabelMe 5.x JSON (one rectangle and one polygon per lesion),
-    readable by LabelMe and by btseg.data.labelme.read_annotation."""
-    height, width = mask.shape[:2]
-    lesions = mask_to_lesions(mask, label=label)
-    payload = annotation_to_json(lesions, image_name, height, width)
-    return (json.dumps(payload, indent=2) + "\n").encode("utf-8")
-
-
-def output_stem(name: str) -> str:
-    """A file-name stem for downloads: the image's stem, safe characters only."""
-    stem = Path(name).stem or "image"
-    safe = "".join(
-        character if character.isalnum() or character in "-_." else "_" for character in stem
-    )
-    return safe.strip("._") or "image"

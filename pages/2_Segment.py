@@ -15,10 +15,10 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from btseg import config, viz
+from btseg import config, outputs, viz
 from btseg.data.regions import BOX_MARGIN
+from btseg.decisions import OperatingPoint, decide, slider_thresholds, verdict_for
 from btseg.errors import BtsegError
-from btseg.infer import threshold_probability_map
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -51,7 +51,7 @@ def threshold_ui(status: ui.RunStatus) -> tuple[float, float]:
     """Sidebar: threshold on a log scale (default: the model's validation threshold) and the
     overlay opacity. Returns (threshold, opacity 0..1)."""
     validation = status.threshold if status.threshold is not None else 0.5
-    grid = ui.threshold_grid(validation)
+    grid = slider_thresholds(validation)
     default = ui.nearest_threshold(grid, validation)
     key = f"segment_threshold_{status.name}"
 
@@ -221,27 +221,30 @@ def draw_findings(lesions, mask, spacing) -> None:
         st.caption("No lesion at this threshold. Lower the threshold to see weaker findings.")
 
 
-def draw_classifier(source, status, display, lesions) -> dict[str, float] | None:
+def draw_classifier(source, status, display, lesions):
+    """The classifier's probabilities for the region it is served. Returns (probabilities or
+    None, the lesion classified or None)."""
     st.markdown("##### Classifier")
     if not status.complete:
         st.caption("No classifier trained yet. Train it with:")
         st.code(ui.train_command_for(status), language="bash")
-        return None
+        return None, None
     try:
         classifier = ui.load_classifier(status)
-        box, subtitle = ui.classifier_region(classifier, lesions)
+        lesion, subtitle = ui.classifier_region(classifier, lesions)
+        box = None if lesion is None else lesion.box
         if classifier.classifies_regions and box is None:
             st.caption(
                 "This classifier was trained on lesion regions, and there is no lesion at this "
                 "threshold to classify. Lower the threshold, or draw a box on the image below "
                 "to classify a region."
             )
-            return None
+            return None, None
         with st.spinner("Classifying…"):
             probabilities = ui.class_probabilities(source, status, classifier, box)
     except BtsegError as error:
         common.error_box(error)
-        return None
+        return None, None
     predicted = max(probabilities, key=probabilities.get)
     st.plotly_chart(
         viz.class_probability_figure(
@@ -255,17 +258,25 @@ def draw_classifier(source, status, display, lesions) -> dict[str, float] | None
         with st.spinner("Computing Grad-CAM…"):
             cam = ui.grad_cam(source, status, classifier, display.shape[:2], box)
         show(st, viz.gradcam_overlay(display, cam), f"Grad-CAM of “{predicted}”")
-    return probabilities
+    return probabilities, lesion
+
+
+def draw_verdict(verdict, container) -> None:
+    """The image-level answer, with the rule that gave it."""
+    icons = {"normal": ":material/check_circle:", "benign": ":material/info:",
+             "malignant": ":material/warning:", "tumour": ":material/help:"}  # fmt: skip
+    container.markdown(f"#### {icons.get(verdict.label, '')} Verdict: **{verdict.label}**")
+    container.caption(verdict.reason)
 
 
 def draw_downloads(source, mask, probability, label, threshold) -> None:
-    stem = ui.output_stem(source.name)
+    stem = outputs.output_stem(source.name)
     height, width = mask.shape
     st.markdown("##### Downloads")
     row = st.container(horizontal=True, gap="small")
     row.download_button(
         "Mask",
-        partial(ui.mask_png, mask),
+        partial(outputs.mask_png, mask),
         file_name=f"{stem}_mask.png",
         mime="image/png",
         key="segment_download_mask",
@@ -276,7 +287,7 @@ def draw_downloads(source, mask, probability, label, threshold) -> None:
     )
     row.download_button(
         "Probability map",
-        partial(ui.probability_png16, probability),
+        partial(outputs.probability_png16, probability),
         file_name=f"{stem}_probability.png",
         mime="image/png",
         key="segment_download_probability",
@@ -286,7 +297,7 @@ def draw_downloads(source, mask, probability, label, threshold) -> None:
     )
     row.download_button(
         "LabelMe JSON",
-        partial(ui.labelme_json, mask, source.name, label),
+        partial(outputs.labelme_json, mask, source.name, label),
         file_name=f"{stem}.json",
         mime="application/json",
         key="segment_download_labelme",
@@ -443,7 +454,10 @@ def main() -> None:
         return
 
     spacing = source.image.pixel_spacing_mm
-    mask, lesions = threshold_probability_map(probability, threshold, pixel_spacing_mm=spacing)
+    point = status.operating_point or OperatingPoint(0.5)
+    if threshold != point.threshold:  # a slider move keeps the run's minimum lesion size
+        point = point.at_threshold(threshold)
+    mask, lesions = decide(probability, point, pixel_spacing_mm=spacing)
     display, scale = ui.display_copy(source)
 
     st.caption(ui.image_caption(source))
@@ -464,9 +478,12 @@ def main() -> None:
         st.markdown(
             f"##### Findings · {status.label} at threshold {ui.format_threshold(threshold)}"
         )
+        verdict_box = st.container()
         draw_findings(lesions, mask, spacing)
-        probabilities = draw_classifier(source, classifier_status, display, lesions)
-        draw_downloads(source, mask, probability, ui.lesion_label(probabilities), threshold)
+        probabilities, lesion = draw_classifier(source, classifier_status, display, lesions)
+        verdict = verdict_for(lesions, probabilities, lesion)
+        draw_verdict(verdict, verdict_box)
+        draw_downloads(source, mask, probability, verdict.lesion_label, threshold)
 
     if source.from_test_split:
         st.divider()

@@ -1,4 +1,4 @@
-"""btseg.evaluate on a tiny trained attention U-Net and a tiny classifier over a 40-image phantom.
+"""btseg.evaluate on a tiny trained attention U-Net and a tiny classifier over a 40-image synthetic set.
 
 The numbers in the artifacts are checked against recomputations from independent sources: the
 per-image table, the saved predictions mapped back to the original images, scikit-learn, and the
@@ -22,6 +22,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from btseg import evaluation, metrics
 from btseg.config import CLASS_NAMES
+from btseg.data.btxrd import open_dataset
+from btseg.data.images import read_image
+from btseg.data.labelme import lesions_mask, read_annotation
 
 pytestmark = pytest.mark.slow
 
@@ -67,8 +70,8 @@ def make_classifier_run(folder: Path, segmenter_config: dict) -> None:
 
 @pytest.fixture(scope="session")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    from btseg.data.phantom import generate
     from btseg.evaluate import evaluate_all
+    from btseg.synthetic import generate
     from btseg.train import train_model
 
     root = tmp_path_factory.mktemp("evaluate")
@@ -99,12 +102,9 @@ def test_every_run_gets_a_complete_evaluation_folder(setup):
         summary = json.loads((path / "summary.json").read_text())
         assert summary["warnings"] == []  # same data and split as in training
         assert summary["schema_version"] == 1
-    # Progress: one call before and one per batch of 8 images while predicting, one per image
-    # while scoring.
-    predicting = [s for s in setup.stages if s[0] == "attention_unet: predicting"]
-    assert predicting == [("attention_unet: predicting", 0, 5), ("attention_unet: predicting", 5, 5)]
-    scoring = [s for s in setup.stages if s[0] == "attention_unet: scoring at original resolution"]
-    assert [s[1] for s in scoring] == [0, 1, 2, 3, 4, 5]
+    # Progress: one call before and one per image.
+    stage = "attention_unet: predicting and scoring at original resolution"
+    assert [s[1] for s in setup.stages if s[0] == stage] == [0, 1, 2, 3, 4, 5]
 
 
 def test_the_artifacts_load_back_without_tensorflow(setup):
@@ -152,61 +152,96 @@ def test_summary_numbers_equal_the_per_image_table(setup):
     assert (table["pred_area_px"] == table["tp"] + table["fp"]).all()
 
 
-def original_resolution_pixels(setup, loaded) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(truth, float16 scores) per test image, rebuilt from predictions.npz and the dataset."""
-    from btseg.data.btxrd import open_dataset
-    from btseg.data.images import postprocess, read_image
-    from btseg.data.labelme import lesions_mask, read_annotation
-
-    table = open_dataset(setup.data_dir).table.set_index("image_id")
-    image_ids, probabilities = loaded.probabilities()
-    pairs = []
-    for image_id, probability in zip(image_ids, probabilities, strict=True):
-        row = table.loc[image_id]
-        shape = read_image(row["image_path"]).pixels.shape
-        truth = np.zeros(shape, dtype=np.uint8)
-        if row["annotation_path"]:
-            annotation = read_annotation(row["annotation_path"], image_shape=shape)
-            truth = lesions_mask(annotation.lesions, (annotation.height, annotation.width),
-                                 target_shape=shape)
-        pairs.append((truth, postprocess(probability.astype(np.float32), shape).astype(np.float16)))
-    return pairs
-
-
-def test_counts_auc_and_ap_equal_a_recomputation_from_predictions_and_masks(setup):
-    from btseg.infer import findings_from_mask, min_lesion_area
+def test_counts_auc_and_ap_equal_a_recomputation_from_the_model_and_masks(setup):
+    from btseg.decisions import decide
+    from btseg.infer import Segmenter
 
     loaded = evaluation.load_segmentation_evaluation(setup.paths["attention_unet"])
-    pairs = original_resolution_pixels(setup, loaded)
-    validation = loaded.validation_threshold
-    sweep_threshold = float(loaded.thresholds[10])
-    for threshold in (validation, 0.1, sweep_threshold, 0.49):
+    segmenter = Segmenter.from_run(setup.models_dir / "attention_unet")
+    point = segmenter.operating_point
+    assert loaded.summary["operating_point"] == point.to_json()
+    table = open_dataset(setup.data_dir).table.set_index("image_id")
+    pairs = []
+    for image_id in loaded.per_image["image_id"]:
+        row = table.loc[image_id]
+        pixels = read_image(row["image_path"]).pixels
+        truth = np.zeros(pixels.shape, dtype=np.uint8)
+        if row["annotation_path"]:
+            annotation = read_annotation(row["annotation_path"], image_shape=pixels.shape)
+            truth = lesions_mask(annotation.lesions, (annotation.height, annotation.width),
+                                 target_shape=pixels.shape)
+        pairs.append((truth, segmenter.probability_maps([pixels])[0]))
+    # The pixel histogram (ROC, PR, exact confusion at any threshold) keys float16 scores.
+    for threshold in (point.threshold, 0.1, float(loaded.thresholds[10]), 0.49):
         expected = metrics.ConfusionCounts(0, 0, 0, 0)
         for truth, scores in pairs:
-            # In float64: compared with a Python float, float16 scores would round the threshold.
-            counts = metrics.confusion_counts(truth, scores.astype(np.float64) >= threshold)
+            high = scores.astype(np.float16).astype(np.float64) >= threshold
+            counts = metrics.confusion_counts(truth, high)
             expected = metrics.ConfusionCounts(*(a + b for a, b in zip(expected, counts,
                                                                        strict=True)))
         assert tuple(loaded.confusion_at(threshold)) == tuple(expected), threshold
-    row = loaded.sweep[loaded.sweep["threshold"] == sweep_threshold].iloc[0]
-    assert tuple(int(row[key]) for key in ("tp", "fp", "fn", "tn")) == tuple(
-        loaded.confusion_at(sweep_threshold))
-    per_image_tp = [int(np.count_nonzero(truth.astype(bool) & (scores.astype(float) >= validation)))
-                    for truth, scores in pairs]
-    assert loaded.per_image["tp"].tolist() == per_image_tp
+    # Per image at the operating point: the mask btseg.decisions.decide makes.
     flags = np.asarray(loaded.per_image_sweep["has_lesion"])
-    for index, (_, scores) in enumerate(pairs):
-        minimum = min_lesion_area(scores.shape)
-        direct = [bool(findings_from_mask(metrics.binarize(scores, t), min_area_px=minimum))
-                  for t in loaded.thresholds]
+    for index, (truth, scores) in enumerate(pairs):
+        mask, lesions = decide(scores, point)
+        row = loaded.per_image.iloc[index]
+        assert int(row["pred_area_px"]) == int(mask.sum())
+        assert int(row["tp"]) == int((mask.astype(bool) & truth.astype(bool)).sum())
+        assert bool(row["predicted_lesion"]) == bool(lesions)
+        direct = [bool(decide(scores, point.at_threshold(t))[1]) for t in loaded.thresholds]
         assert flags[index].tolist() == direct
     truth = np.concatenate([truth.ravel() for truth, _ in pairs])
-    scores = np.concatenate([scores.ravel() for _, scores in pairs])
+    scores = np.concatenate([scores.astype(np.float16).ravel() for _, scores in pairs])
     assert loaded.summary["pixel_auc"] == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
     assert loaded.summary["average_precision"] == pytest.approx(
         average_precision_score(truth, scores), abs=1e-12)
     assert loaded.summary["n_pixels"] == truth.size
     assert int(loaded.histogram[0].sum()) == int(truth.sum())
+
+
+def test_the_verdict_is_scored_on_whole_test_images_through_the_pipeline(setup):
+    from btseg.decisions import VERDICT_CLASSES
+    from btseg.predict import Predictor
+
+    folder = setup.paths["classifier"]
+    verdict = json.loads((folder / "verdict.json").read_text())
+    rows = pd.read_csv(folder / "verdict_per_image.csv")
+    assert len(rows) == verdict["n_images"] == 5
+    assert set(verdict["recall"]) == set(VERDICT_CLASSES)
+    confusion = np.array(verdict["confusion"])
+    assert confusion.sum() == 5
+    for k, name in enumerate(VERDICT_CLASSES):
+        support = (rows["label"] == name).sum()
+        assert confusion[k].sum() == support
+        if support:
+            hits = ((rows["label"] == name) & (rows["verdict"] == name)).sum()
+            assert verdict["recall"][name] == pytest.approx(hits / support)
+    present = [value for value in verdict["recall"].values() if value is not None]
+    assert verdict["balanced_accuracy"] == pytest.approx(np.mean(present))
+    assert verdict["segmentation_run"] == "attention_unet"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["verdict"]["balanced_accuracy"] == verdict["balanced_accuracy"]
+
+    predictor, _ = Predictor.from_models_dir(setup.models_dir)
+    table = open_dataset(setup.data_dir).table.set_index("image_id")
+    for _, row in rows.iterrows():
+        prediction = predictor.predict(read_image(table.loc[row["image_id"], "image_path"]))
+        assert prediction.verdict.label == row["verdict"]
+
+
+def test_a_run_is_evaluated_with_the_cache_deleted(setup, tmp_path):
+    from btseg.evaluate import evaluate_run
+
+    run_dir = tmp_path / "attention_unet"
+    shutil.copytree(setup.models_dir / "attention_unet", run_dir)
+    empty_cache = tmp_path / "no_cache"
+    evaluate_run(run_dir, setup.data_dir, force=True, cache_dir=empty_cache, log=None,
+                 n_resamples=RESAMPLES)
+    again = evaluation.load_segmentation_evaluation(run_dir)
+    original = evaluation.load_segmentation_evaluation(setup.models_dir / "attention_unet")
+    assert again.summary["at_validation_threshold"] == original.summary["at_validation_threshold"]
+    assert again.summary["warnings"] == []
+    assert again.summary["split_id"] == original.summary["split_id"]
 
 
 def test_an_unchanged_run_is_skipped_and_force_re_evaluates_with_warnings(setup, tmp_path):
@@ -258,8 +293,7 @@ def test_an_up_to_date_run_is_recognised_without_tensorflow(setup):
 def test_classifier_predictions_are_the_models_on_the_training_preprocessing(setup):
     import keras
 
-    from btseg.data.btxrd import open_dataset
-    from btseg.data.images import preprocess, read_image
+    from btseg.data.images import preprocess
 
     loaded = evaluation.load_classifier_evaluation(setup.paths["classifier"])
     table = open_dataset(setup.data_dir).table.set_index("image_id")
@@ -314,9 +348,7 @@ def test_a_region_classifier_is_evaluated_on_the_largest_lesion_or_a_sampled_reg
 ):
     import keras
 
-    from btseg.data.btxrd import open_dataset
-    from btseg.data.cache import build_cache
-    from btseg.data.images import letterbox_image, preprocess
+    from btseg.data.images import preprocess
     from btseg.data.regions import crop, largest_lesion_box
     from btseg.errors import RunError
     from btseg.evaluate import evaluate_run
@@ -332,15 +364,19 @@ def test_a_region_classifier_is_evaluated_on_the_largest_lesion_or_a_sampled_reg
     assert loaded.summary["input_mode"] == "region"
     assert loaded.summary["region"]["source_size"] == 128
 
-    usable = open_dataset(setup.data_dir).usable
-    arrays = build_cache(usable, 128, cache_dir=setup.cache_dir)
+    # Scored as served: the crop Classifier.predict makes of the full-resolution image.
+    table = open_dataset(setup.data_dir).table.set_index("image_id")
     model = keras.saving.load_model(run / "model.keras")
     tumour = loaded.predictions[loaded.predictions["label"] != "normal"]
     assert len(tumour) > 0
     for _, row in tumour.iterrows():
-        position = arrays.positions([row["image_id"]])[0]
-        box = largest_lesion_box(np.asarray(arrays.masks[position]))
-        region = letterbox_image(np.ascontiguousarray(crop(np.asarray(arrays.images[position]), box)), 64)
+        entry = table.loc[row["image_id"]]
+        pixels = read_image(entry["image_path"]).pixels
+        annotation = read_annotation(entry["annotation_path"], image_shape=pixels.shape)
+        truth = lesions_mask(annotation.lesions, (annotation.height, annotation.width),
+                             target_shape=pixels.shape)
+        box = largest_lesion_box(truth)
+        region = np.ascontiguousarray(crop(pixels, box))
         expected = model.predict_on_batch(preprocess(region, 64)[None])[0]
         np.testing.assert_allclose([row[f"prob_{name}"] for name in CLASS_NAMES], expected, atol=1e-5)
 

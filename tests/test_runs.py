@@ -114,7 +114,7 @@ def test_corrupt_config_json_is_a_clear_error(tmp_path):
 def test_a_threshold_outside_0_1_is_refused(tmp_path):
     folder = _fake_run(tmp_path / "basic_unet", run="basic_unet")
     runs.atomic_write_json(folder / "threshold.json", {"threshold": 3})
-    with pytest.raises(RunError, match="threshold.json holds no threshold"):
+    with pytest.raises(RunError, match="threshold.json holds no valid operating point"):
         runs.load_run(folder)
 
 

@@ -12,14 +12,13 @@ Coordinate convention (the one LabelMe, PIL and OpenCV rasterisers use):
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from btseg.errors import AnnotationError
+from btseg.outputs import atomic_write_bytes, json_bytes
 
 LABELME_VERSION = "5.4.1"
 
@@ -124,19 +123,7 @@ def write_annotation(
     path: str | Path, lesions: list[Lesion], image_path: str, height: int, width: int
 ) -> None:
     """Write a LabelMe JSON file atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = annotation_to_json(lesions, image_path, height, width)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2)
-            file.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, json_bytes(annotation_to_json(lesions, image_path, height, width)))
 
 
 # Reading ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pandas as pd
 
 from btseg.config import CLASS_NAMES
 from btseg.errors import ConfigError, DataError
+from btseg.outputs import atomic_write_json
 
 PARTS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
@@ -398,16 +398,7 @@ def _split_to_json(split: Split) -> dict[str, Any]:
 
 def save_split(split: Split, path: str | Path) -> None:
     """Write the split as JSON (schema_version 1) atomically: a temporary file, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(_split_to_json(split), stream, indent=1)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, _split_to_json(split), indent=1)
 
 
 def load_split(path: str | Path) -> Split:

@@ -62,21 +62,6 @@ def test_a_missing_model_names_the_command_that_trains_it(app_env):
 # Helpers and figures (no model)
 
 
-def test_threshold_grid_spans_the_log_range_with_the_study_and_validation_thresholds():
-    grid = ui.threshold_grid(0.2345)
-    assert grid[0] == 1e-4 and grid[-1] == 0.99
-    assert grid == sorted(set(grid))
-    for value in (0.5, 0.1, 0.01, 0.001, 0.0001, 0.2345):
-        assert value in grid
-    ratios = np.array(grid[1:]) / np.array(grid[:-1])
-    assert ratios.max() < 1.2  # fine steps everywhere on the log scale
-    assert ui.threshold_grid(1.0)[-1] == 0.99  # a validation threshold outside is clipped
-    assert (
-        ui.nearest_threshold(grid, 0.0011) == 0.0011
-        or abs(np.log10(ui.nearest_threshold(grid, 0.0011) / 0.0011)) < 0.05
-    )
-
-
 def test_drawn_shapes_are_rescaled_from_canvas_to_original_pixels():
     # A 400 x 300 canvas standing for an 800 x 600 X-ray: 2 original pixels per canvas pixel.
     geometry = ui.canvas_geometry((600, 800), max_width=400, max_height=400)
@@ -147,7 +132,7 @@ def test_lesion_label_and_table():
     assert ui.lesion_label(None) == "tumor"
     assert ui.lesion_label({"normal": 0.6, "benign": 0.3, "malignant": 0.1}) == "tumor"
     assert ui.lesion_label({"normal": 0.1, "benign": 0.3, "malignant": 0.6}) == "malignant"
-    from btseg.infer import findings_from_mask
+    from btseg.decisions import findings_from_mask
 
     mask = np.zeros((100, 100), dtype=np.uint8)
     mask[10:20, 10:30] = 1
@@ -231,6 +216,7 @@ class Reference:
         run = models.models_dir / "attention_unet"
         self.validation_threshold = read_run_info(run)["threshold"]
         self.segmenter = Segmenter.from_run(run)
+        self.point = self.segmenter.operating_point
         self.probability = self.segmenter.probability_maps([self.source.image.pixels])[0]
         annotation = read_annotation(self.row["annotation_path"], self.source.image.shape)
         self.truth = lesions_mask(
@@ -238,9 +224,9 @@ class Reference:
         )
 
     def scores(self, threshold: float) -> dict[str, str]:
-        from btseg.infer import threshold_probability_map
+        from btseg.decisions import decide
 
-        mask, lesions = threshold_probability_map(self.probability, threshold)
+        mask, lesions = decide(self.probability, self.point.at_threshold(threshold))
         return {
             "Lesions": str(len(lesions)),
             "Area (% of image)": f"{100.0 * mask.sum() / mask.size:.2f}%",
@@ -398,7 +384,7 @@ def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
 @pytest.mark.usefixtures("models_env")
 def test_a_dicom_upload_gives_areas_in_square_millimetres(reference):
     from btseg.data.images import read_image
-    from btseg.infer import threshold_probability_map
+    from btseg.decisions import decide
 
     data = dicom_bytes(reference.source.image.pixels, (0.2, 0.25))
     app = upload(run_segment_page(), "knee.dcm", data, "application/dicom")
@@ -406,7 +392,8 @@ def test_a_dicom_upload_gives_areas_in_square_millimetres(reference):
     threshold = app.select_slider(key="segment_threshold_attention_unet").value
     image = read_image(data, name="knee.dcm")
     probability = reference.segmenter.probability_maps([image.pixels])[0]
-    mask, lesions = threshold_probability_map(probability, threshold, pixel_spacing_mm=(0.2, 0.25))
+    point = reference.point.at_threshold(threshold)
+    mask, lesions = decide(probability, point, pixel_spacing_mm=(0.2, 0.25))
     captions = " ".join(caption.value for caption in app.caption)
     assert "DICOM 12-bit" in captions and "pixel spacing 0.2 × 0.25 mm" in captions
     assert f"{int(mask.sum()):,} px · **{mask.sum() * 0.05:,.1f} mm²**" in captions
@@ -461,9 +448,9 @@ def test_a_box_drawn_on_the_canvas_gives_dice_iou_and_a_region_class(reference):
     app.run()
     assert_clean(app)
     threshold = app.select_slider(key="segment_threshold_attention_unet").value
-    from btseg.infer import threshold_probability_map
+    from btseg.decisions import decide
 
-    mask, _ = threshold_probability_map(reference.probability, threshold)
+    mask, _ = decide(reference.probability, reference.point.at_threshold(threshold))
     truth = ui.drawn_mask(ui.drawn_shapes({"objects": [drawn]}, geometry), source.image.shape)
     dice_values = [metric.value for metric in app.metric if metric.label == "Dice"]
     assert ui.format_score(metrics.dice(truth, mask)) in dice_values
