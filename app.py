@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from btseg import config
+from btseg import config, registry
 from btseg.errors import BtsegError
 from btseg_app import common
 
@@ -56,10 +56,9 @@ def pages_section() -> None:
             st.caption(PAGE_DESCRIPTIONS.get(page.name, ""))
 
 
+#: The home page's model cards, the segmenter a user sees first first.
 MODEL_TITLES = {
-    "attention_unet": "Attention U-Net",
-    "basic_unet": "Basic U-Net",
-    "classifier": "DenseNet121 classifier",
+    spec.run: spec.title for spec in (*registry.SEGMENTERS, registry.MODELS["classifier"])
 }
 
 

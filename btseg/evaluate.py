@@ -40,11 +40,11 @@ from btseg import evaluation as files
 from btseg.config import CLASS_NAMES
 from btseg.decisions import OperatingPoint
 from btseg.errors import BtsegError, RunError
+from btseg.registry import RUN_ORDER, SEGMENTATION_RUNS
 from btseg.runs import (
     CONFIG_FILE,
     MODEL_FILE,
     RUN_NAMES,
-    SEGMENTATION_RUNS,
     THRESHOLD_FILE,
     atomic_write_csv,
     atomic_write_json,
@@ -60,7 +60,6 @@ from btseg.runs import (
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 #: Order in which evaluate_all visits the runs.
-RUN_ORDER = ("basic_unet", "attention_unet", "classifier")
 
 Progress = Callable[[str, int, int], None]
 Log = Callable[[str], None]

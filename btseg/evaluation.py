@@ -642,8 +642,9 @@ def _threshold_text(value: Any) -> str:
 
 
 def _label(name: str) -> str:
-    labels = {"basic_unet": "Basic U-Net", "attention_unet": "Attention U-Net"}
-    return labels.get(name, name)
+    from btseg.registry import title_of
+
+    return title_of(name)
 
 
 def format_metric_table(table: pd.DataFrame) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from btseg import config
 from btseg.progress import format_seconds
+from btseg.registry import MODELS
 
-MODEL_ORDER = ("basic", "attention", "classifier")
+MODEL_ORDER = tuple(MODELS)  # training order: the classifier last
 
 
 @dataclass
@@ -75,8 +76,8 @@ def prepare(
     if data_dir.resolve() == config.default_data_dir().resolve() and not config.is_synthetic(
         data_dir
     ):
-        from btseg.data.phantom import generate
         from btseg.progress import ProgressPrinter
+        from btseg.synthetic import generate
 
         progress(
             f"[1/4] Generating the synthetic dataset ({config.SYNTHETIC_IMAGES} images) in {data_dir}"

@@ -24,15 +24,15 @@ from typing import Any
 from btseg.decisions import OperatingPoint
 from btseg.errors import ConfigError, RunError
 from btseg.outputs import atomic_write_csv, atomic_write_json, atomic_write_text  # noqa: F401
+from btseg.registry import MODELS, SEGMENTATION_RUNS
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 THRESHOLD_FILE = "threshold.json"
 
-#: Model key (the --model value) -> run folder name.
-RUN_NAMES = {"basic": "basic_unet", "attention": "attention_unet", "classifier": "classifier"}
-SEGMENTATION_RUNS = ("basic_unet", "attention_unet")
+#: Model key (the --model value) -> run folder name (from btseg.registry).
+RUN_NAMES = {key: spec.run for key, spec in MODELS.items()}
 
 
 def run_name_for(model: str) -> str:

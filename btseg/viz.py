@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from btseg import registry
 from btseg.config import CLASS_NAMES
 
 TEMPLATE = "plotly_white"
@@ -925,12 +926,8 @@ def class_probability_figure(
 # Inputs are plain arrays, mappings and data frames as btseg.evaluation reads them from a run's
 # evaluation/ folder; model keys are run names ("basic_unet", "attention_unet").
 
-MODEL_COLORS: dict[str, str] = {"basic_unet": "#7f8c8d", "attention_unet": "#0f6e8c"}
-MODEL_LABELS: dict[str, str] = {
-    "basic_unet": "Basic U-Net",
-    "attention_unet": "Attention U-Net",
-    "classifier": "Classifier",
-}
+MODEL_COLORS: dict[str, str] = {run: spec.colour for run, spec in registry.BY_RUN.items()}
+MODEL_LABELS: dict[str, str] = {run: spec.title for run, spec in registry.BY_RUN.items()}
 #: Line colours of the threshold curves (pixel metrics pooled over the test split).
 THRESHOLD_METRICS: dict[str, tuple[str, str]] = {
     "mean_dice": ("Mean Dice (tumour images)", "#0f6e8c"),

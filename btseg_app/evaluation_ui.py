@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from btseg import config, evaluation, runs, viz
+from btseg import config, evaluation, registry, runs, viz
 from btseg.data.images import postprocess, read_image
 from btseg.data.labelme import lesions_mask, read_annotation
 from btseg.errors import AnnotationError, BtsegError
 
-SEGMENTATION_RUNS = ("attention_unet", "basic_unet")
+SEGMENTATION_RUNS = tuple(spec.run for spec in registry.SEGMENTERS)
 #: Longest side of the test images shown beside their predictions.
 DISPLAY_SIDE = 512
 #: Outline of the annotated lesion on every panel.

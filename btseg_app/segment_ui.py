@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from btseg import config, metrics, viz
+from btseg import config, metrics, registry, viz
 from btseg.data.images import DecodedImage, read_image
 from btseg.data.labelme import Lesion, lesions_mask
 from btseg.data.labelme import read_annotation as read_labelme
@@ -32,8 +32,8 @@ from btseg.data.regions import BOX_MARGIN
 from btseg.decisions import LesionFinding, OperatingPoint, most_probable_lesion
 from btseg.runs import CONFIG_FILE, MODEL_FILE, THRESHOLD_FILE, read_run_info, train_command
 
-SEGMENTER_RUNS: dict[str, str] = {"attention_unet": "Attention U-Net", "basic_unet": "Basic U-Net"}
-CLASSIFIER_RUN = "classifier"
+SEGMENTER_RUNS: dict[str, str] = {spec.run: spec.title for spec in registry.SEGMENTERS}
+CLASSIFIER_RUN = registry.CLASSIFIER_RUN
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "dcm"]
 #: Lesion boxes are numbered on the image up to this many lesions (more would hide the X-ray).
 MAX_DRAWN_BOXES = 25

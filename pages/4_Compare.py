@@ -15,7 +15,7 @@ from btseg import config, metrics, viz
 from btseg.errors import BtsegError, ImageError
 from btseg_app import common, evaluation_ui
 
-MODELS = ("basic_unet", "attention_unet")
+MODELS = tuple(reversed(evaluation_ui.SEGMENTATION_RUNS))  # the baseline first
 GALLERY_SIZE = 6
 GALLERY_COLUMNS = 3
 GALLERY_MODES = ("Best", "Worst", "Biggest differences", "Random")
