@@ -57,11 +57,11 @@ def random_jpegs(folder: Path, count: int, seed: int):
 def synthetic_table(folder: Path, count: int, seed: int):
     try:
         from btseg.data.btxrd import load_table
-        from btseg.data.phantom import generate
+        from btseg.synthetic import generate
     except ImportError:
-        return random_jpegs(folder, count, seed), "random JPEGs (btseg.data.phantom unavailable)"
+        return random_jpegs(folder, count, seed), "random JPEGs (btseg.synthetic unavailable)"
     generate(folder, n=count, seed=seed)
-    return load_table(folder), "synthetic BTXRD (btseg.data.phantom)"
+    return load_table(folder), "synthetic BTXRD (btseg.synthetic)"
 
 
 def naive_loop(paths: list[str], size: int) -> None:

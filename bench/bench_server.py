@@ -180,8 +180,8 @@ def dataset_folder(argument: Path | None, scratch: Path) -> tuple[Path, str]:
     configured = config.data_dir()
     if configured.exists() or configured.resolve() != config.default_data_dir().resolve():
         return configured, "configured"
-    from btseg.data.phantom import generate
     from btseg.progress import ProgressPrinter
+    from btseg.synthetic import generate
 
     print(f"{configured} is absent: generating {config.SYNTHETIC_IMAGES} synthetic images")
     folder = generate(

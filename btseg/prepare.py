@@ -14,9 +14,8 @@ from pathlib import Path
 
 from btseg import config
 from btseg.progress import format_seconds
-from btseg.registry import MODELS
 
-MODEL_ORDER = tuple(MODELS)  # training order: the classifier last
+MODEL_ORDER = ("basic", "attention", "classifier")
 
 
 @dataclass

@@ -17,6 +17,6 @@ TINY_SEED = 1
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-image synthetic BTXRD-format dataset, generated once per test session."""
-    from btseg.data.phantom import generate
+    from btseg.synthetic import generate
 
     return generate(tmp_path_factory.mktemp("btxrd") / "synthetic", n=TINY_IMAGES, seed=TINY_SEED)

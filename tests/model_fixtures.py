@@ -108,7 +108,7 @@ def models_env(trained_models: TrainedModels, monkeypatch: pytest.MonkeyPatch) -
 
 def main(root: str) -> None:
     """Build the fixture's dataset and models under `root` for BTSEG_TEST_MODELS_ROOT."""
-    from btseg.data.phantom import generate
+    from btseg.synthetic import generate
 
     folder = Path(root)
     data = folder / "data"

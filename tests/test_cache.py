@@ -254,10 +254,10 @@ def test_bad_arguments_and_nothing_to_cache(dataset, tmp_path):
 
 
 def test_synthetic_dataset_end_to_end(tmp_path):
-    """The real table reader, the phantom, the split and the cache together."""
+    """The real table reader, the synthetic dataset, the split and the cache together."""
     from btseg.config import CLASS_NAMES
     from btseg.data.btxrd import open_dataset
-    from btseg.data.phantom import generate
+    from btseg.synthetic import generate
     from btseg.data.splits import split_for, surrogate_patient_ids
 
     generate(tmp_path / "data", n=20, seed=0)

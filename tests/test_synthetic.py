@@ -13,8 +13,11 @@ import pandas as pd
 import pytest
 
 from btseg.data.labelme import polygon_box, read_annotation
-from btseg.data.phantom import generate
 from btseg.errors import ConfigError
+from btseg.synthetic import SUBTYPE_LESIONS, generate
+from btseg.synthetic.lesions import LesionKind
+from btseg.synthetic.plan import ImageSpec, LesionPlan
+from btseg.synthetic.render import render_radiograph
 
 # Copied from ../shared/BTXRD.md, in order.
 BTXRD_COLUMNS = [
@@ -35,7 +38,7 @@ LOWER_BONES = {"foot", "tibia", "fibula", "femur"}
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("phantom") / "synthetic", n=60, seed=0)
+    return generate(tmp_path_factory.mktemp("synthetic") / "synthetic", n=60, seed=0)
 
 
 def read_table(root: Path) -> pd.DataFrame:
@@ -334,6 +337,41 @@ def test_invalid_size_or_seed_is_a_config_error(tmp_path, n, seed):
         generate(tmp_path / "set", n=n, seed=seed)
     assert not (tmp_path / "set").exists()
 
+
+
+def test_the_lesion_table_covers_every_btxrd_subtype():
+    assert list(SUBTYPE_LESIONS) == SUBTYPES
+    for kind in SUBTYPE_LESIONS.values():
+        assert kind.variants and kind.placement in ("bone", "surface", "joint")
+        assert all((variant.paint is None) == (kind.placement == "surface")
+                   for variant in kind.variants)  # fmt: skip
+
+
+VARIANTS = [
+    (subtype, variant.name)
+    for subtype, kind in SUBTYPE_LESIONS.items()
+    for variant in kind.variants
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("subtype, variant", VARIANTS)
+def test_every_subtype_and_variant_in_the_table_renders_a_lesion(monkeypatch, subtype, variant):
+    kind = SUBTYPE_LESIONS[subtype]
+    only = next(v for v in kind.variants if v.name == variant)
+    monkeypatch.setitem(SUBTYPE_LESIONS, subtype, LesionKind(kind.name, kind.placement, (only,)))
+    bone = "knee-joint" if kind.placement == "joint" else "tibia"
+    spec = ImageSpec(index=0, path="unused.jpeg", height=640, width=480, anatomy="knee",
+                     view="frontal", lesions=(LesionPlan(subtype, bone),), lesion_fraction=0.01,
+                     patient_seed=(0, 2, len(subtype)), image_seed=(0, 1, len(variant)), rgb=False,
+                     quality=90)  # fmt: skip
+    image, lesions = render_radiograph(spec)
+    assert image.shape == (640, 480) and image.dtype == np.uint8
+    assert [label for label, _ in lesions] == [subtype]
+    polygon = lesions[0][1]
+    mask = np.zeros(image.shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
+    assert 0.001 < mask.mean() <= 0.1
+    assert polygon.min() >= 0 and polygon[:, 0].max() <= 479 and polygon[:, 1].max() <= 639
 
 @pytest.mark.slow
 def test_marginals_match_the_published_counts_at_600(tmp_path):
