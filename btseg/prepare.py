@@ -14,8 +14,9 @@ from pathlib import Path
 
 from btseg import config
 from btseg.progress import format_seconds
+from btseg.registry import MODELS
 
-MODEL_ORDER = ("basic", "attention", "classifier")
+MODEL_ORDER = tuple(MODELS)  # training order: the classifier last
 
 
 @dataclass
