@@ -78,20 +78,53 @@ def _model_card(run_name: str, info: dict) -> None:
         history = info.get("history") or {}
         date = str(run_config.get("created_utc", ""))[:16].replace("T", " ")
         data_name = "synthetic" if data.get("synthetic") else Path(str(data.get("dir", ""))).name
+        working = run_config.get("working_size")
+        size = (
+            f"{run_config.get('input_size', '?')} px patches of images at {working} px"
+            if working
+            else f"{run_config.get('input_size', '?')} px"
+        )
         st.caption(
             f"{date} UTC · {data_name} data · {run_config.get('epochs_run', history.get('epochs', '?'))} epochs · "
-            f"{run_config.get('input_size', '?')} px"
+            f"{size}"
             f"{' lesion regions' if run_config.get('input_mode') == 'region' else ''} · "
             f"profile {run_config.get('profile', '?')}"
         )
-        if info["threshold"] is not None:
+        point = info.get("operating_point")
+        if point is not None:
             score = validation.get("mean_dice")
             left, right = st.columns(2)
             left.metric("Validation mean Dice", "–" if score is None else f"{score:.3f}")
-            right.metric("Operating threshold", f"{info['threshold']:.3g}")
+            right.metric("Operating threshold", f"{point.threshold:.3g}")
+            flagged = validation.get("normal_flagged")
+            st.caption(
+                f"Smallest lesion {100 * point.min_lesion_fraction:.2g}% of the image"
+                + ("" if flagged is None else f" · {flagged:.0%} of normal validation images flagged")
+            )
         else:
             score = validation.get("balanced_accuracy")
             st.metric("Validation balanced accuracy", "–" if score is None else f"{score:.3f}")
+            verdict = _verdict_of(Path(info["path"]))
+            if verdict is not None:
+                st.caption(
+                    f"Verdict on {verdict.get('n_images')} whole test images (with the "
+                    f"{registry.title_of(verdict.get('segmentation_run', ''))}): balanced accuracy "
+                    f"**{verdict.get('balanced_accuracy', float('nan')):.3f}**, malignant recall "
+                    f"{(verdict.get('recall') or {}).get('malignant') or 0:.2f}"
+                )
+
+
+def _verdict_of(run_dir: Path) -> dict | None:
+    """verdict.json of an evaluated classifier run, or None (no TensorFlow)."""
+    import json
+
+    from btseg import evaluation
+
+    path = evaluation.evaluation_dir(run_dir) / evaluation.VERDICT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def models_section() -> None:

@@ -896,9 +896,6 @@ def _evaluate_classifier(
 # --------------------------------------------------------------------------------------------
 # The image-level verdict (segmenter + classifier, as served)
 
-VERDICT_FILE = "verdict.json"
-VERDICT_CSV_FILE = "verdict_per_image.csv"
-
 
 def _verdict_segmenter_dir(classifier_dir: Path) -> Path | None:
     """The attention U-Net run beside the classifier, when it is complete."""
@@ -969,7 +966,7 @@ def _evaluate_verdict(
         )
         if progress is not None:
             progress(stage, index + 1, len(data.image_ids))
-    atomic_write_csv(out / VERDICT_CSV_FILE, rows, list(rows[0]))
+    atomic_write_csv(out / files.VERDICT_CSV_FILE, rows, list(rows[0]))
     pairs = np.column_stack([data.labels, predicted])
     scores = _verdict_scores(pairs)
 
@@ -1008,7 +1005,7 @@ def _evaluate_verdict(
         "ci95": ci95,
         "chance_balanced_accuracy": 1.0 / len(names),
     }
-    atomic_write_json(out / VERDICT_FILE, _plain(payload))
+    atomic_write_json(out / files.VERDICT_FILE, _plain(payload))
     return {key: payload[key] for key in ("balanced_accuracy", "recall", "confusion", "ci95")}
 
 

@@ -56,6 +56,10 @@ PREDICTIONS_NPZ_FILE = "predictions.npz"
 PREDICTIONS_CSV_FILE = "predictions.csv"
 ROC_FILE = "roc.json"
 RELIABILITY_FILE = "reliability.json"
+#: The image-level verdict of the whole pipeline, beside the classifier's evaluation (written by
+#: btseg.evaluate when the attention U-Net is trained too).
+VERDICT_FILE = "verdict.json"
+VERDICT_CSV_FILE = "verdict_per_image.csv"
 
 SEGMENTATION_FILES = (SUMMARY_FILE, SWEEP_FILE, PER_IMAGE_FILE, PER_IMAGE_SWEEP_FILE,
                       HISTOGRAM_FILE, CURVES_FILE, PREDICTIONS_NPZ_FILE)
@@ -464,6 +468,8 @@ class ClassifierEvaluation:
             average_precision}}, "normal_vs_tumour": {...}}.
         reliability: reliability.json: confidence, accuracy, count, edges, ece, n_bins.
         run_dir: the run folder.
+        verdict: verdict.json (balanced_accuracy, recall by class, confusion, ci95, rule,
+            operating_point ...) or None when it was not evaluated.
     """
 
     summary: dict[str, Any]
@@ -471,6 +477,7 @@ class ClassifierEvaluation:
     roc: dict[str, Any]
     reliability: dict[str, Any]
     run_dir: Path
+    verdict: dict[str, Any] | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -544,8 +551,11 @@ def load_classifier_evaluation(run_dir: str | Path) -> ClassifierEvaluation:
                             + [f"prob_{name}" for name in names])
     roc = _load_json(run_dir, ROC_FILE)
     reliability = _load_json(run_dir, RELIABILITY_FILE)
+    verdict = None
+    if (evaluation_dir(run_dir) / VERDICT_FILE).is_file():
+        verdict = _load_json(run_dir, VERDICT_FILE)
     return ClassifierEvaluation(summary=summary, predictions=predictions, roc=roc,
-                                reliability=reliability, run_dir=run_dir)
+                                reliability=reliability, run_dir=run_dir, verdict=verdict)
 
 
 def load_evaluation(run_dir: str | Path) -> SegmentationEvaluation | ClassifierEvaluation:
@@ -699,6 +709,22 @@ def format_classifier_summary(evaluation: ClassifierEvaluation) -> str:
     ])
 
 
+def format_verdict_summary(verdict: Mapping[str, Any]) -> str:
+    """Two lines on the image-level verdict (balanced accuracy with its interval, recall by
+    class)."""
+    interval = (verdict.get("ci95") or {}).get("balanced_accuracy")
+    text = _number(verdict.get("balanced_accuracy"))
+    if interval and interval[0] is not None:
+        text += f" [{_number(interval[0])}, {_number(interval[1])}]"
+    recalls = ", ".join(f"{name} {_number(value)}"
+                        for name, value in (verdict.get("recall") or {}).items())
+    return (
+        f"Verdict on {verdict.get('n_images')} whole test images ({_label(verdict.get('segmentation_run', '?'))} "
+        f"+ classifier, as served): balanced accuracy {text} (chance "
+        f"{_number(verdict.get('chance_balanced_accuracy'))}); recall {recalls}."
+    )
+
+
 def format_evaluation_report(run_dirs: Mapping[str, str | Path] | Iterable[str | Path]) -> str:
     """What `btseg evaluate` prints: the segmenters' metric table, the classifier's summary,
     how to read them, and any warning recorded during evaluation.
@@ -737,6 +763,8 @@ def format_evaluation_report(run_dirs: Mapping[str, str | Path] | Iterable[str |
         )
     for classifier in classifiers:
         parts.append(format_classifier_summary(classifier))
+        if classifier.verdict is not None:
+            parts.append(format_verdict_summary(classifier.verdict))
     for evaluation in [*segmenters.values(), *classifiers]:
         for warning in evaluation.summary.get("warnings") or []:
             parts.append(f"Warning ({_label(evaluation.summary.get('model', '?'))}): {warning}")

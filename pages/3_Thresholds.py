@@ -432,6 +432,56 @@ def draw_classifier() -> None:
         )
 
 
+def draw_verdict() -> None:
+    """The answer for a whole X-ray: normal, benign or malignant, as the pipeline serves it."""
+    st.header("Verdict: the answer for a whole X-ray", divider="gray")
+    try:
+        evaluation = evaluation_ui.load_classifier(config.models_dir() / "classifier")
+    except BtsegError:
+        st.caption("Evaluate the classifier (and the attention U-Net) to see the verdict.")
+        return
+    verdict = evaluation.verdict
+    if verdict is None:
+        st.caption(
+            "No verdict evaluation yet: it needs the attention U-Net and the classifier, both "
+            "trained; then run `btseg evaluate`."
+        )
+        return
+    st.caption(
+        f"{verdict.get('n_images')} whole test images through the pipeline `btseg predict` "
+        f"uses. Rule: {verdict.get('rule')}. Operating point of the "
+        f"{viz.model_label(verdict.get('segmentation_run', ''))}: threshold "
+        f"{fmt_threshold((verdict.get('operating_point') or {}).get('threshold'))}, smallest lesion "
+        f"{100 * (verdict.get('operating_point') or {}).get('min_lesion_fraction', 0):.2g}% of the image."
+    )
+    recall = verdict.get("recall") or {}
+    ci = verdict.get("ci95") or {}
+    balanced_ci = ci.get("balanced_accuracy")
+    cards = st.columns(4)
+    cards[0].metric(
+        "Balanced accuracy", fmt(verdict.get("balanced_accuracy")), border=True,
+        help=f"Chance is {fmt(verdict.get('chance_balanced_accuracy'))}"
+        + (f"; 95% interval {fmt(balanced_ci[0])}–{fmt(balanced_ci[1])}" if balanced_ci else "")
+        + ".",
+    )
+    for card, name in zip(cards[1:], ("normal", "benign", "malignant"), strict=True):
+        interval = ci.get(f"recall_{name}")
+        card.metric(
+            f"Recall {name}", fmt(recall.get(name)), border=True,
+            help="Share of the test images of this class given this verdict"
+            + (f"; 95% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "") + ".",
+        )
+    names = list(verdict.get("classes") or config.CLASS_NAMES)
+    st.plotly_chart(
+        viz.confusion_matrix_figure(
+            np.asarray(verdict["confusion"], dtype=np.int64), names, title="Verdict confusion matrix",
+            subtitle="Whole test images; shares of the true class (recall on the diagonal)",
+            colors=[viz.CLASS_COLORS.get(name, "#5b6b75") for name in names],
+        ),
+        key="thresholds_verdict_confusion", config={"displaylogo": False}, width="stretch",
+    )
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -454,6 +504,7 @@ def main() -> None:
     )
     model = model_ui()
     draw_segmentation(model)
+    draw_verdict()
     draw_classifier()
 
 
