@@ -257,8 +257,8 @@ def test_synthetic_dataset_end_to_end(tmp_path):
     """The real table reader, the synthetic dataset, the split and the cache together."""
     from btseg.config import CLASS_NAMES
     from btseg.data.btxrd import open_dataset
-    from btseg.synthetic import generate
     from btseg.data.splits import split_for, surrogate_patient_ids
+    from btseg.synthetic import generate
 
     generate(tmp_path / "data", n=20, seed=0)
     dataset = open_dataset(tmp_path / "data")
