@@ -63,7 +63,10 @@ def make_classifier_run(folder: Path, segmenter_config: dict) -> None:
     ])
     folder.mkdir(parents=True)
     model.save(folder / "model.keras")
-    config = dict(segmenter_config, run="classifier", model="classifier", task="classification")
+    config = dict(segmenter_config, run="classifier", model="classifier", task="classification",
+                  input_size=64)
+    for key in ("working_size", "patch_size", "inference_window", "tta_mirror"):
+        config.pop(key, None)
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "history.csv").write_text("epoch,loss\n0,1.0\n")
 
