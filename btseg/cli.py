@@ -14,6 +14,8 @@ from pathlib import Path
 from btseg import config
 from btseg.errors import BtsegError, ConfigError
 
+#: `btseg predict` exit status when some files were not predicted (error, skipped, refused).
+PREDICT_INCOMPLETE = 3
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -136,8 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from btseg.evaluate import evaluate_all, stage_progress
-    from btseg.evaluation import format_evaluation_report
+    from btseg.evaluation import evaluate_all, format_evaluation_report, stage_progress
 
     models = args.models_dir or config.models_dir()
     paths = evaluate_all(
@@ -169,17 +170,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         batch_size=args.batch_size,
         progress=ProgressPrinter("Predicting"),
+        allow_any_modality=args.allow_any_modality,
     )
     for warning in summary.attrs.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     failed = summary[summary["status"] != "ok"]
-    print(
-        f"{len(summary) - len(failed)} of {len(summary)} images predicted; "
-        f"masks, LabelMe JSON and summary.csv in {args.out}"
-    )
+    predicted = len(summary) - len(failed)
+    noun = "file" if len(summary) == 1 else "files"
+    if predicted:
+        print(
+            f"{predicted} of {len(summary)} {noun} predicted; masks, LabelMe JSON and "
+            f"summary.csv in {args.out}"
+        )
+    else:
+        print(f"None of the {len(summary)} {noun} could be predicted; summary.csv in {args.out}")
     for row in failed.itertuples():
-        print(f"  {row.file}: {row.error}")
-    return 0
+        print(f"  {row.file} ({row.status}): {row.error}")
+    return 0 if failed.empty else PREDICT_INCOMPLETE
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -268,13 +275,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--force", action="store_true", help="evaluate even when up to date")
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="segment and classify images or folders")
+    predict = commands.add_parser(
+        "predict",
+        help="segment and classify images or folders",
+        description="Segment and classify X-rays (JPEG, PNG, DICOM; files or folders). Exit "
+        f"status: 0 when every file was predicted, {PREDICT_INCOMPLETE} when any file could "
+        "not be read, was skipped or was refused by the input gate (summary.csv lists each "
+        "with the reason), 2 for a usage or set-up error (no model, bad option).",
+    )
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--model", choices=["attention", "basic"], default="attention")
     predict.add_argument("--models-dir", type=Path, default=None)
     predict.add_argument("--threshold", type=float, default=None, help="default: the run's")
     predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument(
+        "--allow-any-modality",
+        action="store_true",
+        help="run the models on DICOM images whose Modality is not a radiograph (CT, MR ...)",
+    )
     predict.set_defaults(handler=cmd_predict)
 
     prepare = commands.add_parser(

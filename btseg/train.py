@@ -6,12 +6,22 @@ A run trains into models_dir/.tmp-<run>-<pid>/ and is renamed to models_dir/<run
 every file is written, so an interrupted run never leaves a folder that looks complete; an older
 run of the same model stays in place until that moment. A run folder holds model.keras (the
 best checkpoint, float32, loads with safe_mode=True), config.json, history.csv and, for the
-segmenters, threshold.json (the threshold maximising mean Dice over the validation tumour images).
+segmenters, threshold.json (the operating point: threshold and minimum lesion size chosen on
+every validation image, normal images counted; see btseg.decisions.choose_operating_point).
 
-Recipes (profile "full"; "demo" shrinks them to minutes on a laptop CPU, "tiny" to seconds):
-    basic:      binary cross-entropy, Adam 1e-3, batch 8, 20 epochs, early stopping on val loss (5).
-    attention:  Dice + focal, Adam 1e-4, balanced sampling (half tumour images), augmentation,
-                ReduceLROnPlateau, early stopping on validation Dice (10).
+Profiles:
+    study:  exactly the study's recipes on whole radiographs letterboxed to 224 px:
+        basic:      binary cross-entropy, Adam 1e-3, batch 8, 20 epochs, early stopping on val
+                    loss (5).
+        attention:  Dice + focal, Adam 1e-4, balanced sampling (half tumour images),
+                    augmentation, ReduceLROnPlateau, early stopping on validation Dice (10).
+    full:   the segmenters train on patches at a working resolution (nnU-Net style, see
+            btseg.patches): images letterboxed to 1024 px, 384 px patches, a share of them
+            centred on a lesion, whole-image prediction at 1024 px for validation; the basic
+            U-Net keeps the study's loss (binary cross-entropy) and architecture.
+    demo:   the same at 384 px with 128 px patches, sized to train in minutes on 2 CPU cores.
+    tiny:   seconds, for the tests.
+The classifier's recipe:
     classifier: weighted cross-entropy; phase 1 backbone frozen (Adam, LR x0.3 on plateau, early
                 stopping); phase 2 last dense block unfrozen (AdamW, weight decay, clipnorm 1).
 """
@@ -48,7 +58,11 @@ from btseg.runs import (
 
 SEGMENTERS = ("basic", "attention")
 MODELS = ("basic", "attention", "classifier")
+#: Old runs' criterion (threshold only, tumour images only); new runs write the operating point's.
 THRESHOLD_CRITERION = "max mean Dice over validation tumour images"
+#: Learning-rate schedules: None (constant, with ReduceLROnPlateau when set) or "poly"
+#: (nnU-Net's lr * (1 - step / total steps) ** 0.9).
+LEARNING_RATE_DECAYS = (None, "poly")
 BEST_WEIGHTS_FILE = "best.weights.h5"
 
 
@@ -95,6 +109,22 @@ class TrainConfig:
             draws as many crops as there are training images from them).
         batch_norm_momentum: momentum of every batch norm layer of the classifier; None keeps
             Keras' 0.99 (slow to follow the weights in a short training from random weights).
+        working_size: segmenters: side of the letterboxed images the model is trained and run on
+            (the cache size). None: the model's input size, whole letterboxed images (the study,
+            and older runs).
+        patch_size: segmenters with a working size: side of the square training patches (the
+            model's training input; input_size is set to it).
+        foreground_share: share of training patches centred on a lesion pixel (nnU-Net 1/3).
+        steps_per_epoch: patch training: batches per epoch.
+        validation_patches: patch training: fixed validation patches (drawn once, same
+            foreground share) on which `monitor` is computed after each epoch.
+        learning_rate_decay: None, or "poly" (lr * (1 - step / (epochs * steps)) ** 0.9,
+            nnU-Net's schedule; ReduceLROnPlateau is then off).
+        inference_window: None runs the model on the whole image at the working size; a side
+            in px slides overlapping windows blended with Gaussian weights (btseg.patches).
+        tta_mirror: average the prediction over mirrored copies (test-time augmentation).
+        max_normal_flagged: share of validation normal images the operating point may flag.
+        resolution_reason: why this working size and patch size (recorded in config.json).
         notes: why a profile departs from the study's recipe.
     """
 
@@ -128,6 +158,16 @@ class TrainConfig:
     region_source_size: int = 256
     region_variants: int = 8
     batch_norm_momentum: float | None = None
+    working_size: int | None = None
+    patch_size: int | None = None
+    foreground_share: float = 1 / 3
+    steps_per_epoch: int | None = None
+    validation_patches: int = 64
+    learning_rate_decay: str | None = None
+    inference_window: int | None = None
+    tta_mirror: bool = False
+    max_normal_flagged: float = 0.10
+    resolution_reason: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -142,12 +182,23 @@ class TrainConfig:
     def monitor_mode(self) -> str:
         return "min" if self.monitor.endswith("loss") else "max"
 
+    @property
+    def patches(self) -> bool:
+        """True when the segmenter trains on patches at a working size."""
+        return self.is_segmenter and self.working_size is not None
+
+    @property
+    def inference_size(self) -> int:
+        """Side of the letterboxed image the model is validated and run on."""
+        return self.working_size if self.working_size is not None else self.input_size
+
 
 def _recipes() -> dict[str, dict[str, TrainConfig]]:
-    full = {
+    # The study's recipes, on whole radiographs letterboxed to 224 px: the reference.
+    study = {
         "basic": TrainConfig(
             model="basic",
-            profile="full",
+            profile="study",
             input_size=224,
             epochs=20,
             batch_size=8,
@@ -155,10 +206,11 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             patience=5,
             loss="bce",
             monitor="val_loss",
+            resolution_reason="the study's recipe: whole radiographs letterboxed to 224 px",
         ),
         "attention": TrainConfig(
             model="attention",
-            profile="full",
+            profile="study",
             input_size=224,
             epochs=100,
             batch_size=8,
@@ -172,10 +224,11 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             dropout=0.2,
             reduce_lr_factor=0.5,
             reduce_lr_patience=5,
+            resolution_reason="the study's recipe: whole radiographs letterboxed to 224 px",
         ),
         "classifier": TrainConfig(
             model="classifier",
-            profile="full",
+            profile="study",
             input_size=224,
             epochs=30,
             batch_size=16,
@@ -196,36 +249,108 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
             clipnorm=1.0,
         ),
     }
-    # Demo: all three models on the 600-image synthetic set in minutes on 2 CPU cores.
-    demo = {
+    full_reason = (
+        "patches at a working resolution (nnU-Net 2D): about half of BTXRD's lesions cover "
+        "under 1% of the radiograph, a few pixels once a whole image is shrunk to 224 px; at "
+        "1024 px (long side) a 1%-lesion keeps about 100x100 px of texture, and 384 px patches "
+        "hold a lesion with its surrounding bone, as nnU-Net plans for 2D radiographs of this "
+        "size on a GPU; the whole image is predicted at 1024 px by the fully convolutional "
+        "U-Net"
+    )
+    full_patches = {
+        "working_size": 1024,
+        "patch_size": 384,
+        "input_size": 384,
+        "foreground_share": 1 / 3,
+        "steps_per_epoch": 250,
+        "validation_patches": 128,
+        "augment": True,
+        "balance_ratio": None,
+        "tta_mirror": True,
+        "resolution_reason": full_reason,
+    }
+    full = {
         "basic": dataclasses.replace(
-            full["basic"],
-            profile="demo",
-            input_size=96,
-            epochs=3,
+            study["basic"],
+            profile="full",
+            batch_size=8,
+            epochs=100,
+            patience=10,
+            **full_patches,
             notes=(
-                "demo: 96 px and 3 epochs so that all three models train in minutes on 2 CPU "
-                "cores; with BCE the basic U-Net collapses to an empty prediction within two "
-                "epochs, as in the study",
+                "full: the study's basic U-Net and loss (binary cross-entropy), trained through "
+                "the same patch pipeline as the attention U-Net so that a comparison isolates "
+                "the architecture and the loss",
             ),
         ),
         "attention": dataclasses.replace(
-            full["attention"],
+            study["attention"],
+            profile="full",
+            batch_size=8,
+            epochs=100,
+            learning_rate=1e-3,
+            patience=20,
+            learning_rate_decay="poly",
+            reduce_lr_factor=None,
+            **full_patches,
+            notes=(
+                "full: patches (see resolution_reason) instead of whole 224 px images; "
+                "nnU-Net's schedule (250 steps an epoch, polynomial learning-rate decay from "
+                "1e-3) instead of Adam 1e-4 with ReduceLROnPlateau",
+            ),
+        ),
+        "classifier": dataclasses.replace(study["classifier"], profile="full"),
+    }
+    demo_reason = (
+        "demo: images at long side 384 px (four times the old 96 px demo) and 128 px patches in "
+        "batches of 16, as in the first patch experiment (DESIGN.md): small synthetic lesions "
+        "keep their texture, and the attention U-Net trains in about 5 minutes on 2 CPU cores; "
+        "the whole image is predicted at 384 px"
+    )
+    demo_patches = {
+        "working_size": 384,
+        "patch_size": 128,
+        "input_size": 128,
+        "batch_size": 16,
+        "foreground_share": 0.5,
+        "steps_per_epoch": 100,
+        "validation_patches": 64,
+        "augment": True,
+        "balance_ratio": None,
+        "resolution_reason": demo_reason,
+    }
+    # Demo: all three models on the 600-image synthetic set in minutes on 2 CPU cores.
+    demo = {
+        "basic": dataclasses.replace(
+            study["basic"],
             profile="demo",
-            input_size=96,
-            epochs=28,
+            epochs=15,
+            patience=5,
+            **demo_patches,
+            notes=(
+                "demo: the study's basic U-Net and loss (binary cross-entropy) trained through "
+                "the attention U-Net's patch pipeline and step budget, so that the Compare page "
+                "isolates the architecture and the loss",
+            ),
+        ),
+        "attention": dataclasses.replace(
+            study["attention"],
+            profile="demo",
+            epochs=15,
             filters=8,
             learning_rate=1e-3,
             patience=10,
             reduce_lr_patience=4,
+            **demo_patches,
             notes=(
-                "demo: 96 px, filters 8 (about 0.5 M parameters, as many as the basic U-Net) and "
-                "at most 28 epochs to train in minutes on 2 CPU cores",
-                "demo: learning rate raised from 1e-4 to 1e-3 to converge in few epochs",
+                "demo: patches at 384 px (see resolution_reason), filters 8 (about 0.5 M "
+                "parameters, as many as the basic U-Net) and 15 epochs of 100 steps to train "
+                "in minutes on 2 CPU cores",
+                "demo: learning rate raised from 1e-4 to 1e-3 to converge in few steps",
             ),
         ),
         "classifier": dataclasses.replace(
-            full["classifier"],
+            study["classifier"],
             profile="demo",
             input_size=64,
             epochs=16,
@@ -267,10 +392,20 @@ def _recipes() -> dict[str, dict[str, TrainConfig]]:
         )
         for name, config in demo.items()
     }
+    for name in SEGMENTERS:
+        tiny[name] = dataclasses.replace(
+            tiny[name],
+            working_size=64,
+            patch_size=32,
+            input_size=32,
+            steps_per_epoch=3,
+            validation_patches=8,
+            resolution_reason="tiny: a smoke test at 64 px with 32 px patches",
+        )
     tiny["attention"] = dataclasses.replace(tiny["attention"], filters=4)
     # Tracing the full DenseNet121 gradient costs about a minute of CPU; a frozen backbone a quarter.
     tiny["classifier"] = dataclasses.replace(tiny["classifier"], epochs=1, phase1_backbone="frozen")
-    return {"full": full, "demo": demo, "tiny": tiny}
+    return {"demo": demo, "full": full, "study": study, "tiny": tiny}
 
 
 #: PROFILES[profile][model] -> TrainConfig.
@@ -322,8 +457,16 @@ def make_config(
             where="overrides",
             fix=f"use some of {', '.join(sorted(fields))}",
         )
+    if config.working_size is not None and config.is_segmenter:
+        # input_size is the model's training input: the patch. An --input-size override of a
+        # patch recipe sets the patch size.
+        if "input_size" in overrides and "patch_size" not in overrides:
+            overrides["patch_size"] = overrides["input_size"]
+        overrides.pop("input_size", None)
     if overrides:
         config = dataclasses.replace(config, **overrides)
+    if config.patch_size is not None and config.working_size is not None:
+        config = dataclasses.replace(config, input_size=config.patch_size)
     _check_config(config)
     return config
 
@@ -389,6 +532,48 @@ def _check_config(config: TrainConfig) -> None:
             raise bad("input_size", config.input_size, "at least 32 for DenseNet121")
     elif config.input_size % factor:
         raise bad("input_size", config.input_size, f"a multiple of {factor} for this model")
+    _check_patch_settings(config, bad, factor)
+
+
+def _check_patch_settings(config: TrainConfig, bad, factor: int) -> None:
+    def positive_or_none(name: str) -> None:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise bad(name, value, "a positive integer, or nothing")
+
+    for name in ("working_size", "patch_size", "steps_per_epoch", "inference_window"):
+        positive_or_none(name)
+    if config.working_size is not None:
+        if not config.is_segmenter:
+            raise bad("working_size", config.working_size, "nothing (patches are for segmenters)")
+        if config.working_size % factor:
+            raise bad("working_size", config.working_size, f"a multiple of {factor}")
+        if config.patch_size is None or config.patch_size % factor:
+            raise bad("patch_size", config.patch_size, f"a multiple of {factor}")
+        if config.patch_size > config.working_size:
+            raise bad("patch_size", config.patch_size, f"at most working_size {config.working_size}")
+    elif config.patch_size is not None:
+        raise bad("patch_size", config.patch_size, "nothing without a working size")
+    window = config.inference_window
+    if window is not None and (window % factor or window > config.inference_size):
+        raise bad(
+            "inference_window",
+            window,
+            f"a multiple of {factor} of at most {config.inference_size} px, or nothing",
+        )
+    share = config.foreground_share
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise bad("foreground_share", share, "a share in [0, 1]")
+    limit = config.max_normal_flagged
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 1:
+        raise bad("max_normal_flagged", limit, "a share in [0, 1]")
+    if not isinstance(config.tta_mirror, bool):
+        raise bad("tta_mirror", config.tta_mirror, "true or false")
+    if config.learning_rate_decay not in LEARNING_RATE_DECAYS:
+        raise bad("learning_rate_decay", config.learning_rate_decay, "nothing or poly")
+    count = config.validation_patches
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise bad("validation_patches", count, "a positive integer")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -396,9 +581,11 @@ def _check_config(config: TrainConfig) -> None:
 
 
 def cache_size(config: TrainConfig) -> int:
-    """Side of the cached images a run reads: the model size, or in region mode the size the
-    regions are cropped from."""
-    return config.region_source_size if config.input_mode == "region" else config.input_size
+    """Side of the cached images a run reads: the working size of a patch-trained segmenter,
+    the size the regions are cropped from in region mode, else the model size."""
+    if config.input_mode == "region":
+        return config.region_source_size
+    return config.inference_size
 
 
 @dataclass
@@ -412,6 +599,53 @@ class TrainingData:
     split_id: str
     split_fingerprint: str
     synthetic: bool
+    #: (len(arrays), 2) original (height, width) of the train and validation images, (0, 0)
+    #: for the others; None when not read (the letterbox geometry is then estimated).
+    shapes: np.ndarray | None = None
+
+    def content_boxes(self, positions: np.ndarray) -> np.ndarray:
+        """(K, 4) (top, left, bottom, right) of the positions' images inside the letterbox."""
+        from btseg.patches import content_box, estimate_content_box
+
+        size = int(self.arrays.images.shape[1])
+        boxes = []
+        for position in np.asarray(positions, dtype=np.int64):
+            shape = None if self.shapes is None else tuple(int(v) for v in self.shapes[position])
+            if shape is None or min(shape) < 1:
+                boxes.append(estimate_content_box(self.arrays.images[position]))
+            else:
+                boxes.append(content_box(shape, size))
+        return np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
+
+
+def original_shape(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) of an image file as btseg.data.images.read_image returns it (EXIF
+    rotation applied), from the header when possible; None when it cannot be read."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+        return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+    except Exception:  # noqa: BLE001 - DICOM and other files: decode them
+        try:
+            from btseg.data.images import read_image
+
+            return read_image(path).shape
+        except Exception:  # noqa: BLE001 - the geometry is then estimated from the pixels
+            return None
+
+
+def _original_shapes(usable, arrays, positions: np.ndarray) -> np.ndarray:
+    paths = dict(zip(usable["image_id"].astype(str), usable["image_path"].astype(str), strict=False))
+    shapes = np.zeros((len(arrays.image_ids), 2), dtype=np.int64)
+    for position in positions:
+        path = paths.get(str(arrays.image_ids[position]))
+        shape = original_shape(path) if path else None
+        if shape is not None:
+            shapes[position] = shape
+    return shapes
 
 
 def _subsample(
@@ -438,7 +672,9 @@ def prepare_data(
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] = print,
 ) -> TrainingData:
-    """Open the dataset, load or make its split and cache at config.input_size.
+    """Open the dataset, load or make its split and cache at cache_size(config); for the
+    segmenters, read the original image sizes of the train and validation images (the letterbox
+    geometry).
 
     Raises:
         DataError: from open_dataset / build_cache; or when the train or validation part is empty.
@@ -475,6 +711,9 @@ def prepare_data(
             where=str(dataset.root),
             fix="use a dataset with annotated tumour images in every split part",
         )
+    shapes = None
+    if config.is_segmenter:
+        shapes = _original_shapes(dataset.usable, arrays, np.concatenate([train, validation]))
     return TrainingData(
         arrays=arrays,
         train=train,
@@ -483,6 +722,7 @@ def prepare_data(
         split_id=split.split_id,
         split_fingerprint=split.fingerprint,
         synthetic=is_synthetic(Path(dataset.root)),
+        shapes=shapes,
     )
 
 
@@ -491,8 +731,10 @@ def prepare_data(
 
 
 def build_model(config: TrainConfig):
-    """The untrained Keras model of a config, at (input_size, input_size, 3)."""
-    shape = (config.input_size, config.input_size, 3)
+    """The untrained Keras model of a config, at (input_size, input_size, 3), or at
+    (None, None, 3) for a patch-trained segmenter (fully convolutional: trained on patches, run
+    on whole images at the working size)."""
+    shape = (None, None, 3) if config.patches else (config.input_size, config.input_size, 3)
     if config.model == "basic":
         from btseg.models.unet import build_basic_unet
 
@@ -608,7 +850,7 @@ def _callbacks(
             monitor=config.monitor, mode=config.monitor_mode, patience=config.patience
         ),
     ]
-    if config.reduce_lr_factor is not None:
+    if config.reduce_lr_factor is not None and config.learning_rate_decay is None:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
                 monitor=config.monitor,
@@ -669,28 +911,105 @@ def _final_model(config: TrainConfig, folder: Path, trained, loss, metrics, mixe
     return model
 
 
+def _learning_rate(config: TrainConfig, steps: int):
+    """The optimizer's learning rate: a number, or nnU-Net's polynomial decay over the run."""
+    import keras
+
+    if config.learning_rate_decay == "poly":
+        return keras.optimizers.schedules.PolynomialDecay(
+            config.learning_rate,
+            decay_steps=max(1, config.epochs * steps),
+            end_learning_rate=0.0,
+            power=0.9,
+        )
+    return config.learning_rate
+
+
+def patch_inputs(config: TrainConfig, data: TrainingData):
+    """(training dataset, steps per epoch, validation dataset, extra config) of a patch-trained
+    segmenter: endless augmented patches of the training images (btseg.patches), and a fixed set
+    of `validation_patches` patches of the validation images for the per-epoch monitor."""
+    import tensorflow as tf
+
+    from btseg.patches import PatchSampler, fixed_patches, patch_dataset
+
+    arrays = data.arrays
+    sampler = PatchSampler(
+        arrays.images,
+        arrays.masks,
+        data.train,
+        config.patch_size,
+        config.foreground_share,
+        boxes=data.content_boxes(data.train),
+        seed=config.seed,
+    )
+    train_dataset = patch_dataset(sampler, config.batch_size, augment=config.augment)
+    steps = config.steps_per_epoch or math.ceil(data.train.size / config.batch_size)
+    validation_sampler = PatchSampler(
+        arrays.images,
+        arrays.masks,
+        data.validation,
+        config.patch_size,
+        config.foreground_share,
+        boxes=data.content_boxes(data.validation),
+        seed=config.seed + 1,
+    )
+    images, masks = fixed_patches(validation_sampler, config.validation_patches, config.seed + 1)
+    validation_dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(
+        config.batch_size
+    )
+    extra = {
+        "patches": {
+            "working_size": config.working_size,
+            "patch_size": config.patch_size,
+            "foreground_share": config.foreground_share,
+            "steps_per_epoch": steps,
+            "batch_size": config.batch_size,
+            "train_tumour_images": sampler.tumour_images,
+            "validation_patches": int(images.shape[0]),
+            "validation_patches_with_tumour": int(masks.reshape(masks.shape[0], -1).any(1).sum()),
+            "sampling": "a share foreground_share of the patches centred on a random lesion "
+            "pixel (jittered by up to a quarter patch), the others anywhere in the image content "
+            "of a random training image, normal images included",
+            "augmentation": "mirroring along both axes, rotation, scale, brightness and contrast"
+            if config.augment
+            else "none",
+        }
+    }
+    return train_dataset, steps, validation_dataset, extra
+
+
 def _train_segmenter(config, data: TrainingData, folder: Path, device: _Device, progress, extra):
     import keras
 
     from btseg.pipeline import segmentation_dataset
 
-    train_dataset, steps = segmentation_dataset(
-        data.arrays,
-        data.train,
-        config.batch_size,
-        training=True,
-        augment=config.augment,
-        tumour_fraction=config.balance_ratio,
-        seed=config.seed,
-    )
-    validation_dataset, _ = segmentation_dataset(
-        data.arrays, data.validation, config.batch_size, training=False
-    )
+    extra_config: dict[str, Any] = {}
+    if config.patches:
+        train_dataset, steps, validation_dataset, extra_config = patch_inputs(config, data)
+    else:
+        train_dataset, steps = segmentation_dataset(
+            data.arrays,
+            data.train,
+            config.batch_size,
+            training=True,
+            augment=config.augment,
+            tumour_fraction=config.balance_ratio,
+            seed=config.seed,
+        )
+        if config.steps_per_epoch is not None:
+            steps = config.steps_per_epoch
+            train_dataset = train_dataset.repeat()
+        validation_dataset, _ = segmentation_dataset(
+            data.arrays, data.validation, config.batch_size, training=False
+        )
     with device.strategy.scope():
         model = build_model(config)
         loss, metrics = _loss_and_metrics(config)
         model.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, metrics=metrics
+            optimizer=keras.optimizers.Adam(_learning_rate(config, steps)),
+            loss=loss,
+            metrics=metrics,
         )
     start = time.monotonic()
     callbacks, checkpoint = _callbacks(
@@ -708,7 +1027,7 @@ def _train_segmenter(config, data: TrainingData, folder: Path, device: _Device, 
     seconds = time.monotonic() - start
     loss, metrics = _loss_and_metrics(config)
     final = _final_model(config, folder, model, loss, metrics, device.mixed_precision)
-    return _Outcome(final, len(history.epoch), seconds, _best(checkpoint))
+    return _Outcome(final, len(history.epoch), seconds, _best(checkpoint), extra_config)
 
 
 def _best(checkpoint) -> float | None:
@@ -885,40 +1204,6 @@ def _predict(model, arrays, positions: np.ndarray, batch_size: int) -> np.ndarra
     return np.asarray(model.predict(image_dataset(arrays, positions, batch_size), verbose=0))
 
 
-def choose_threshold(truth: np.ndarray, scores: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
-    """The threshold that maximises mean Dice over images with a tumour, and the sweep table.
-
-    Args:
-        truth: (N, S, S) {0, 1} masks of the validation images.
-        scores: (N, S, S) probabilities.
-    Returns:
-        (threshold, table rows) with btseg.metrics.threshold_sweep's columns; images without
-        tumour pixels are left out of the choice. Ties go to the threshold nearest 0.5.
-    """
-    from btseg import metrics
-
-    truth = np.asarray(truth)
-    with_tumour = truth.reshape(truth.shape[0], -1).any(axis=1)
-    if not with_tumour.any():
-        raise ValueError("no image with a tumour to choose a threshold on")
-    table = metrics.threshold_sweep(
-        truth[with_tumour], np.asarray(scores)[with_tumour], metrics.default_thresholds()
-    )
-    values = table["mean_dice"].to_numpy(dtype=float)
-    values = np.where(np.isnan(values), -np.inf, values)
-    best = np.flatnonzero(values == values.max())
-    thresholds = table["threshold"].to_numpy(dtype=float)
-    chosen = best[np.argmin(np.abs(thresholds[best] - 0.5))]
-    rows = [
-        {
-            key: (None if isinstance(value, float) and math.isnan(value) else _plain(value))
-            for key, value in row.items()
-        }
-        for row in table.to_dict("records")
-    ]
-    return float(thresholds[chosen]), rows
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -927,37 +1212,130 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _segmentation_validation(
-    model, config, data: TrainingData
+def whole_image_inputs(arrays, positions: np.ndarray) -> np.ndarray:
+    """(K, S, S, 3) float32 model inputs of cached letterboxed images (images.preprocess)."""
+    images = np.asarray(arrays.images[np.asarray(positions, dtype=np.int64)])
+    return np.repeat(images[..., None].astype(np.float32) / np.float32(255.0), 3, axis=-1)
+
+
+def validation_maps(
+    model,
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    mirror: bool | None = None,
+    window: int | None = ...,  # type: ignore[assignment]
+    chunk: int = 16,
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, float]:
+    """Every validation image predicted whole at the working size with btseg.patches.predict_whole
+    (the inference function), each map and its truth cropped to the image content (the letterbox
+    padding removed).
+
+    Returns:
+        (truths, maps, normal (K,) bool from the table label, seconds per image).
+    """
+    from btseg.patches import crop_to_content, predict_whole
+
+    mirror = config.tta_mirror if mirror is None else mirror
+    window = config.inference_window if window is ... else window
+    positions = data.validation
+    boxes = data.content_boxes(positions)
+    truths, maps = [], []
+    started = time.monotonic()
+    for begin in range(0, positions.size, chunk):
+        part = positions[begin : begin + chunk]
+        predicted = predict_whole(
+            model.predict_on_batch,
+            whole_image_inputs(data.arrays, part),
+            window=window,
+            mirror=mirror,
+            batch_size=max(1, min(config.batch_size, 8)),
+        )
+        for offset, position in enumerate(part):
+            box = boxes[begin + offset]
+            maps.append(np.ascontiguousarray(crop_to_content(predicted[offset], box)))
+            truths.append(np.ascontiguousarray(crop_to_content(np.asarray(data.arrays.masks[position]), box)))
+    seconds = (time.monotonic() - started) / max(1, positions.size)
+    normal = np.asarray(data.arrays.labels)[positions] == CLASS_NAMES.index("normal")
+    return truths, maps, normal, seconds
+
+
+def operating_point_on_validation(
+    truths: Sequence[np.ndarray],
+    maps: Sequence[np.ndarray],
+    normal: np.ndarray,
+    max_normal_flagged: float,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(validation metrics for config.json, threshold.json content)."""
-    scores = _predict(model, data.arrays, data.validation, config.batch_size)[..., 0]
-    truth = np.asarray(data.arrays.masks[data.validation])
-    threshold, table = choose_threshold(truth, scores)
-    with_tumour = truth.reshape(truth.shape[0], -1).any(axis=1)
-    chosen = next(row for row in table if row["threshold"] == threshold)
-    at_half = next((row for row in table if row["threshold"] == 0.5), {})
-    flagged = (scores[~with_tumour] >= threshold).reshape(int((~with_tumour).sum()), -1).any(axis=1)
+    """(validation block for config.json, threshold.json content) of the operating point chosen
+    by btseg.decisions.choose_operating_point on the validation maps."""
+    from btseg.decisions import choose_operating_point
+
+    point, table = choose_operating_point(
+        truths, maps, normal, max_normal_flagged=max_normal_flagged
+    )
+    table = [{key: _plain(value) for key, value in row.items()} for row in table]
+    chosen = next(
+        row
+        for row in table
+        if row["threshold"] == point.threshold
+        and row["min_lesion_fraction"] == point.min_lesion_fraction
+    )
+    at_half = next(
+        (
+            row
+            for row in table
+            if row["threshold"] == 0.5 and row["min_lesion_fraction"] == point.min_lesion_fraction
+        ),
+        {},
+    )
+    tumour = np.array([bool(np.any(truth)) for truth in truths]) & ~np.asarray(normal)
     validation = {
-        "images": int(truth.shape[0]),
-        "tumour_images": int(with_tumour.sum()),
-        "threshold": threshold,
-        "mean_dice": chosen.get("mean_dice"),
-        "pooled_dice": chosen.get("dice"),
-        "pooled_iou": chosen.get("iou"),
-        "sensitivity": chosen.get("sensitivity"),
-        "precision": chosen.get("precision"),
-        "mean_dice_at_0.5": at_half.get("mean_dice"),
-        "tumour_free_images": int((~with_tumour).sum()),
-        "tumour_free_images_with_prediction": float(flagged.mean()) if flagged.size else None,
+        "images": len(truths),
+        "tumour_images": int(tumour.sum()),
+        "normal_images": int(np.sum(normal)),
+        "threshold": point.threshold,
+        "min_lesion_fraction": point.min_lesion_fraction,
+        "criterion": point.criterion,
+        "max_normal_flagged": float(max_normal_flagged),
+        "mean_dice": chosen["mean_dice_tumour"],
+        "normal_flagged": chosen["normal_flagged"],
+        "tumour_found": chosen["tumour_found"],
+        "mean_dice_at_0.5": at_half.get("mean_dice_tumour"),
     }
     threshold_json = {
-        "threshold": threshold,
-        "criterion": THRESHOLD_CRITERION,
+        **point.to_json(),
         "split": "val",
-        "images": int(with_tumour.sum()),
+        "max_normal_flagged": float(max_normal_flagged),
+        "images": len(truths),
+        "mean_dice_tumour": chosen["mean_dice_tumour"],
+        "normal_flagged": chosen["normal_flagged"],
+        "tumour_found": chosen["tumour_found"],
         "table": table,
     }
+    return validation, threshold_json
+
+
+def segmentation_validation(
+    model,
+    config: TrainConfig,
+    data: TrainingData,
+    *,
+    mirror: bool | None = None,
+    max_normal_flagged: float | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(validation metrics for config.json, threshold.json content): the operating point chosen
+    on every validation image (tumour and normal) predicted whole at the working size.
+    ``mirror`` and ``max_normal_flagged`` default to the config's."""
+    truths, maps, normal, seconds = validation_maps(model, config, data, mirror=mirror)
+    limit = config.max_normal_flagged if max_normal_flagged is None else max_normal_flagged
+    validation, threshold_json = operating_point_on_validation(truths, maps, normal, limit)
+    settings = {
+        "working_size": config.inference_size,
+        "inference_window": config.inference_window,
+        "tta_mirror": config.tta_mirror if mirror is None else bool(mirror),
+    }
+    validation.update(settings, seconds_per_image=round(seconds, 4))
+    threshold_json.update(settings)
     return validation, threshold_json
 
 
@@ -1093,7 +1471,8 @@ def _train_into(
     outcome.model.save(str(folder / MODEL_FILE))
 
     if config.is_segmenter:
-        validation, threshold_json = _segmentation_validation(outcome.model, config, data)
+        progress(f"{config.run_name}: choosing the operating point on the validation images")
+        validation, threshold_json = segmentation_validation(outcome.model, config, data)
         atomic_write_json(folder / THRESHOLD_FILE, threshold_json)
     else:
         validation = _classification_validation(outcome.model, config, outcome.validation_inputs)
@@ -1108,7 +1487,12 @@ def _train_into(
         "hyperparameters": _json_ready(dataclasses.asdict(config)),
         "input_size": config.input_size,
         "input_mode": config.input_mode,
-        "input_shape": [config.input_size, config.input_size, 3],
+        "input_shape": [None, None, 3] if config.patches else [config.input_size, config.input_size, 3],
+        "working_size": config.working_size,
+        "patch_size": config.patch_size,
+        "inference_window": config.inference_window,
+        "tta_mirror": config.tta_mirror,
+        "resolution_reason": config.resolution_reason,
         "parameters": int(outcome.model.count_params()),
         "class_names": list(CLASS_NAMES),
         "data": {
@@ -1165,12 +1549,23 @@ def format_validation(config: dict[str, Any]) -> str:
             f"validation balanced accuracy {_number(validation.get('balanced_accuracy'))}, "
             f"accuracy {_number(validation.get('accuracy'))} ({validation.get('images')} images)"
         )
-    return (
+    line = (
         f"validation mean Dice {_number(validation.get('mean_dice'))} over "
         f"{validation.get('tumour_images')} tumour images at threshold "
-        f"{_number(validation.get('threshold'))} (mean Dice at 0.5: "
-        f"{_number(validation.get('mean_dice_at_0.5'))})"
+        f"{_number(validation.get('threshold'))}"
     )
+    if validation.get("normal_flagged") is not None:
+        return (
+            f"{line}, minimum lesion {_percent(validation.get('min_lesion_fraction'), 2)} of "
+            f"the image: {_percent(validation.get('normal_flagged'))} of "
+            f"{validation.get('normal_images')} normal images flagged, "
+            f"{_percent(validation.get('tumour_found'))} of tumour images found"
+        )
+    return f"{line} (mean Dice at 0.5: {_number(validation.get('mean_dice_at_0.5'))})"
+
+
+def _percent(value: Any, digits: int = 0) -> str:
+    return "n/a" if not isinstance(value, int | float) else f"{100 * value:.{digits}f}%"
 
 
 def _number(value: Any) -> str:

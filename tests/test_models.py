@@ -148,3 +148,41 @@ def test_saved_models_reload_in_safe_mode_with_identical_outputs(tmp_path, build
         assert isinstance(reloaded.loss, losses.DiceFocalLoss)
     else:
         assert reloaded.loss.class_weights == [0.5, 1.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [lambda: build_basic_unet((None, None, 3)),
+     lambda: build_attention_unet((None, None, 3), filters=4)],
+    ids=["basic", "attention"],
+)
+def test_variable_size_segmenters_train_on_patches_and_run_on_whole_images(tmp_path, builder):
+    from btseg.models import losses
+
+    model = builder()
+    assert model.input_shape == (None, None, None, 3)
+    model.compile(optimizer="adam", loss=losses.DiceFocalLoss(), metrics=[losses.BestThresholdDice()])
+    rng = np.random.default_rng(0)
+    patches = rng.random((4, 32, 32, 3), dtype=np.float32)
+    model.fit(patches, (patches[..., :1] > 0.5).astype(np.float32), epochs=1, verbose=0)
+    for shape in ((1, 96, 96, 3), (2, 48, 80, 3)):
+        assert model.predict(np.zeros(shape, np.float32), verbose=0).shape == (*shape[:3], 1)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert reloaded.input_shape == (None, None, None, 3)
+    images = rng.random((1, 64, 64, 3), dtype=np.float32)
+    # Same weights; oneDNN may pick another kernel for a retraced graph: equal to rounding.
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), reloaded.predict(images, verbose=0), atol=1e-5
+    )
+    fixed = {layer.name for layer in builder().layers}
+    assert {layer.name for layer in reloaded.layers} == fixed  # same layer names as before
+
+
+def test_variable_size_builders_skip_only_the_unknown_sides():
+    with pytest.raises(ValueError, match="divisible by 16"):
+        build_attention_unet((None, 72, 3))
+    assert build_basic_unet((None, 64, 3)).input_shape == (None, None, 64, 3)

@@ -179,25 +179,70 @@ def test_region_mode_is_for_the_classifier_only():
 
 
 def test_every_profile_configures_every_model():
-    for profile in ("demo", "full", "tiny"):
+    for profile in ("demo", "full", "study", "tiny"):
         for model in train.MODELS:
             config = train.make_config(model, profile)
             assert config.model == model and config.profile == profile
 
 
-def test_full_profile_follows_the_studys_recipes():
-    basic = train.make_config("basic", "full")
+def test_study_profile_follows_the_studys_recipes():
+    basic = train.make_config("basic", "study")
     assert (basic.loss, basic.learning_rate, basic.batch_size, basic.epochs, basic.patience,
             basic.monitor) == ("bce", 1e-3, 8, 20, 5, "val_loss")
-    attention = train.make_config("attention", "full")
+    attention = train.make_config("attention", "study")
     assert (attention.loss, attention.learning_rate, attention.balance_ratio, attention.augment,
             attention.patience, attention.monitor) == ("dice_focal", 1e-4, 0.5, True, 10,
                                                        "val_best_dice")
     assert attention.reduce_lr_factor is not None and attention.filters == 32
-    classifier = train.make_config("classifier", "full")
+    for config in (basic, attention):
+        assert (config.input_size, config.working_size, config.patch_size) == (224, None, None)
+        assert not config.patches and config.inference_size == 224 and config.resolution_reason
+    classifier = train.make_config("classifier", "study")
     assert classifier.phase1_backbone == "frozen" and classifier.reduce_lr_factor == 0.3
     assert classifier.clipnorm == 1.0 and classifier.weight_decay > 0
     assert classifier.loss == "weighted_ce" and classifier.fine_tune_epochs > 0
+
+
+def test_demo_and_full_segmenters_train_on_patches_at_a_working_size():
+    for profile, working, patch in (("demo", 384, 128), ("full", 1024, 384), ("tiny", 64, 32)):
+        for model in train.SEGMENTERS:
+            config = train.make_config(model, profile)
+            assert config.patches and (config.working_size, config.patch_size) == (working, patch)
+            assert config.input_size == patch and config.inference_size == working
+            assert config.resolution_reason and config.max_normal_flagged == 0.10
+            assert config.steps_per_epoch and 0 < config.foreground_share < 1
+            assert train.cache_size(config) == working
+        basic = train.make_config("basic", profile)
+        attention = train.make_config("attention", profile)
+        assert basic.loss == "bce"  # the study's baseline, through the same patch pipeline
+        assert (basic.working_size, basic.patch_size, basic.foreground_share, basic.batch_size,
+                basic.steps_per_epoch) == (attention.working_size, attention.patch_size,
+                                           attention.foreground_share, attention.batch_size,
+                                           attention.steps_per_epoch)
+    assert train.make_config("classifier", "demo").working_size is None
+
+
+def test_patch_settings_are_checked():
+    config = train.make_config("attention", "demo", {"input_size": 96})
+    assert (config.patch_size, config.input_size, config.working_size) == (96, 96, 384)
+    config = train.make_config("attention", "demo", {"working_size": 256, "patch_size": 64})
+    assert (config.input_size, train.cache_size(config)) == (64, 256)
+    for overrides, flag in (
+        ({"patch_size": 72}, "--input-size"),
+        ({"patch_size": 512}, "--patch-size"),
+        ({"working_size": 100}, "--working-size"),
+        ({"foreground_share": 1.5}, "--foreground-share"),
+        ({"max_normal_flagged": -0.1}, "--max-normal-flagged"),
+        ({"inference_window": 400}, "--inference-window"),
+        ({"learning_rate_decay": "cosine"}, "--learning-rate-decay"),
+        ({"tta_mirror": "yes"}, "--tta-mirror"),
+    ):
+        with pytest.raises(ConfigError, match=flag):
+            train.make_config("attention", "demo", overrides)
+    with pytest.raises(ConfigError, match="--working-size"):
+        train.make_config("classifier", "demo", {"working_size": 256})
+    with pytest.raises(ConfigError, match="--patch-size"):
+        train.make_config("attention", "study", {"patch_size": 64})
 
 
 def test_overrides_replace_fields_and_bad_ones_are_config_errors():
@@ -215,22 +260,75 @@ def test_overrides_replace_fields_and_bad_ones_are_config_errors():
         train.make_config("basic", "huge")
 
 
-def test_choose_threshold_maximises_mean_dice_over_tumour_images_only():
-    truth = np.zeros((3, 4, 4), np.uint8)
-    truth[0, 0, :2] = 1
-    truth[1, 1, :2] = 1
-    scores = np.zeros((3, 4, 4), np.float32)
-    scores[0, 0, :2] = 0.3   # found from 0.3 down
-    scores[1, 1, :2] = 0.05  # found from 0.05 down
-    scores[1, 3, :] = 0.02   # false positives below 0.02
-    scores[2] = 0.9          # a tumour-free image: left out of the choice
-    threshold, table = train.choose_threshold(truth, scores)
-    # For 0.02 < t <= 0.05 both images are perfect (mean Dice 1); ties go to the value nearest 0.5.
-    best = [row for row in table if row["threshold"] == threshold][0]
-    assert best["mean_dice"] == 1.0 and best["n_tumour_images"] == 2
-    assert 0.02 < threshold <= 0.05
-    assert all(row["mean_dice"] <= 1.0 for row in table)
-    assert max(row["threshold"] for row in table if row["mean_dice"] == 1.0) == threshold
+class _Doubling:
+    """A stand-in model: predict_on_batch gives half the first channel."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def predict_on_batch(self, batch):
+        self.shapes.append(batch.shape)
+        return batch[..., :1] * 0.5
+
+
+def test_validation_maps_are_whole_images_cropped_to_their_content():
+    size = 32
+    originals = [np.full((16, 32), 100, np.uint8), np.full((32, 8), 200, np.uint8),
+                 np.full((32, 32), 50, np.uint8)]
+    arrays = SimpleNamespace(
+        images=np.stack([images.letterbox_image(image, size) for image in originals]),
+        masks=np.zeros((3, size, size), np.uint8),
+        labels=np.array([1, 0, 2], np.int8),
+    )
+    arrays.masks[0, 10:14, 4:8] = 1
+    data = SimpleNamespace(
+        arrays=arrays, validation=np.array([0, 1, 2]),
+        shapes=np.array([[16, 32], [32, 8], [32, 32]]),
+    )
+    data.content_boxes = lambda positions: train.TrainingData.content_boxes(data, positions)
+    config = train.make_config("attention", "tiny", {"working_size": 32, "patch_size": 16})
+    model = _Doubling()
+    truths, maps, normal, seconds = train.validation_maps(model, config, data)
+    assert [m.shape for m in maps] == [(16, 32), (32, 8), (32, 32)]
+    assert [t.shape for t in truths] == [(16, 32), (32, 8), (32, 32)]
+    np.testing.assert_allclose(maps[0], 0.5 * 100 / 255, rtol=1e-6)  # no padding left
+    np.testing.assert_allclose(maps[1], 0.5 * 200 / 255, rtol=1e-6)
+    assert truths[0].sum() == 16 and truths[0][2:6, 4:8].all()  # rows 10..14 - top 8
+    np.testing.assert_array_equal(normal, [False, True, False])
+    assert {shape[1:3] for shape in model.shapes} == {(32, 32)} and seconds >= 0
+    mirrored = train.validation_maps(model, config, data, mirror=True)[1]
+    np.testing.assert_allclose(mirrored[0], maps[0], rtol=1e-6)
+    assert len(model.shapes) == 1 + 4
+
+
+def test_the_operating_point_counts_normal_images_and_fills_threshold_json():
+    # 16 x 16 images: the smallest lesion is 16 px (decisions.MIN_LESION_AREA_PX).
+    truths = [np.zeros((16, 16), np.uint8) for _ in range(4)]
+    truths[0][2:6, 2:6] = 1
+    truths[1][9:13, 1:5] = 1
+    maps = [np.zeros((16, 16), np.float32) for _ in range(4)]
+    maps[0][2:6, 2:6] = 0.7
+    maps[1][9:13, 1:5] = 0.4
+    maps[2][0:5, 0:5] = 0.3   # a normal image: flagged up to 0.3
+    normal = np.array([False, False, True, True])
+    validation, threshold_json = train.operating_point_on_validation(truths, maps, normal, 0.10)
+    # Below 0.3 the normal image is flagged (50% > 10%): the point is above 0.3, where image 1
+    # (0.4) and image 0 (0.7) are both found up to 0.4.
+    assert 0.3 < threshold_json["threshold"] <= 0.4
+    assert validation["mean_dice"] == 1.0 and validation["normal_flagged"] == 0.0
+    assert validation["tumour_found"] == 1.0
+    assert (validation["tumour_images"], validation["normal_images"], validation["images"]) == (2, 2, 4)
+    assert {"threshold", "min_lesion_fraction", "criterion", "split", "max_normal_flagged",
+            "images", "table"} <= set(threshold_json)
+    assert threshold_json["split"] == "val" and threshold_json["max_normal_flagged"] == 0.10
+    assert "10%" in threshold_json["criterion"]
+    from btseg.decisions import OperatingPoint
+
+    point = OperatingPoint.from_json(threshold_json)
+    assert point.threshold == validation["threshold"]
+    assert point.min_lesion_fraction == validation["min_lesion_fraction"]
+    loose = train.operating_point_on_validation(truths, maps, normal, 0.5)[0]
+    assert loose["normal_flagged"] <= 0.5
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,7 +353,7 @@ def test_tiny_training_writes_a_complete_run_folder(synthetic, tmp_path, model):
     assert runs.is_complete(folder)
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # no temporary left
     config = json.loads((folder / "config.json").read_text())
-    assert config["input_size"] == 64 and config["profile"] == "tiny"
+    assert config["profile"] == "tiny"
     assert config["data"]["split_id"] and config["data"]["fingerprint"]
     assert config["versions"]["keras"] == keras.__version__
     assert config["hyperparameters"]["max_images"] == 12
@@ -274,11 +372,26 @@ def test_tiny_training_writes_a_complete_run_folder(synthetic, tmp_path, model):
                    if isinstance(layer, keras.layers.BatchNormalization)}
         assert momenta == {0.9}  # saved with the model
     else:
+        # Trained on 32 px patches of images letterboxed to 64 px, validated whole at 64 px.
+        assert (config["input_size"], config["working_size"], config["patch_size"]) == (32, 64, 32)
+        assert config["resolution_reason"] and config["input_shape"] == [None, None, 3]
+        assert config["patches"]["validation_patches"] == 8
+        assert config["tta_mirror"] is False and config["inference_window"] is None
         threshold = json.loads((folder / "threshold.json").read_text())
-        assert threshold["criterion"] == train.THRESHOLD_CRITERION
+        assert {"threshold", "min_lesion_fraction", "criterion", "split", "max_normal_flagged",
+                "images", "table"} <= set(threshold)
+        assert threshold["split"] == "val" and threshold["max_normal_flagged"] == 0.10
+        assert threshold["images"] == config["validation"]["images"]
+        assert threshold["images"] == config["data"]["validation_images"]
         assert run.threshold == threshold["threshold"] == config["validation"]["threshold"]
-        assert {"threshold", "mean_dice", "dice", "iou"} <= set(threshold["table"][0])
-        assert run.model.output_shape == (None, 64, 64, 1)
+        validation = config["validation"]
+        for key in ("mean_dice", "normal_flagged", "tumour_found", "min_lesion_fraction"):
+            assert 0.0 <= validation[key] <= 1.0
+        assert validation["working_size"] == 64
+        assert {"threshold", "min_lesion_fraction", "mean_dice_tumour", "normal_flagged",
+                "tumour_found"} <= set(threshold["table"][0])
+        assert run.model.output_shape == (None, None, None, 1)
+        assert "normal images flagged" in lines[-1]
 
 
 class _Interrupt(keras.callbacks.Callback):

@@ -53,7 +53,9 @@ def build_attention_unet(
     """Attention U-Net: (H, W, C) float32 in [0, 1] -> (H, W, 1) tumour probability.
 
     Args:
-        input_shape: (height, width, channels); height and width divisible by 16.
+        input_shape: (height, width, channels); height and width divisible by 16, or None
+            (``(None, None, 3)``: runs on any size divisible by 16, e.g. trained on 128 px
+            patches and run on 384 px images).
         filters: filters of the first level; levels use filters * (1, 2, 4, 8) and the
             bottleneck filters * 16 (32 gives 32-64-128-256 and 512, about 8.0 M parameters).
         dropout: dropout rate after the bottleneck.

@@ -27,7 +27,9 @@ def build_basic_unet(input_shape: tuple[int, int, int] = (224, 224, 3)):
 
     Encoder 16-32-64 (two 3x3 ReLU convolutions, then 2x2 max-pooling), a 128-filter bottleneck,
     a decoder that upsamples (UpSampling2D, nearest) and concatenates the skip, and a 1x1
-    sigmoid output kept in float32 under mixed precision. H and W must be divisible by 8.
+    sigmoid output kept in float32 under mixed precision. H and W must be divisible by 8, or
+    None: ``(None, None, 3)`` builds a fully convolutional model that runs on any size divisible
+    by 8 (trained on patches, run on whole images).
 
     Raises:
         ValueError: when H or W is not divisible by 8.
@@ -56,7 +58,9 @@ def _check_divisible(input_shape: tuple[int, int, int], factor: int) -> None:
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
     height, width = input_shape[0], input_shape[1]
-    if height % factor or width % factor:
+    # None: any size (a fully convolutional model run on patches and on whole images); the
+    # caller then passes sizes divisible by `factor`.
+    if (height is not None and height % factor) or (width is not None and width % factor):
         raise ValueError(
             f"input height and width must be divisible by {factor}, got {height}x{width}"
         )
