@@ -115,6 +115,16 @@ def mask_png(mask: np.ndarray) -> bytes:
     return encoded.tobytes()
 
 
+def gray_png(pixels: np.ndarray) -> bytes:
+    """A (H, W) uint8 grayscale image as an 8-bit PNG."""
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels, dtype=np.uint8))
+    if not ok:
+        raise ValueError(f"the image {np.shape(pixels)} cannot be encoded as PNG")
+    return encoded.tobytes()
+
+
 def probability_png16(probability_map: np.ndarray) -> bytes:
     """A (H, W) probability map as a 16-bit grayscale PNG: value = round(probability × 65535)."""
     import cv2

@@ -37,8 +37,9 @@ from btseg.decisions import (
     verdict_for,
 )
 from btseg.errors import ConfigError, ImageError, RunError
+from btseg.gate import GateResult, check_input
 from btseg.infer import Classifier, Segmenter, check_batch_size
-from btseg.outputs import atomic_write_bytes, labelme_json, mask_png
+from btseg.outputs import atomic_write_bytes, gray_png, labelme_json, mask_png
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -49,13 +50,13 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm")
 SUMMARY_FILE = "summary.csv"
 _TEXT_COLUMNS = (
     "error", "predicted_class", "verdict", "verdict_reason", "classifier_run", "mask_file",
-    "annotation_file", "notes",
+    "annotation_file", "image_file", "notes",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
     "file", "status", "error", "height", "width", "lesions", "lesion_area_percent",
     "prob_normal", "prob_benign", "prob_malignant", "predicted_class", "verdict",
     "verdict_reason", "threshold", "min_lesion_fraction", "segmentation_run", "classifier_run",
-    "lesion_area_mm2", "mask_file", "annotation_file", "notes",
+    "lesion_area_mm2", "mask_file", "annotation_file", "image_file", "notes",
 )  # fmt: skip
 
 
@@ -71,8 +72,9 @@ class Prediction:
         class_probabilities: {class: probability} of the classified region, None when nothing
             was classified (no classifier, or a region classifier and no lesion).
         classified_lesion: the lesion the region classifier was given (None otherwise).
-        verdict: normal / benign / malignant / tumour, with its reason.
-        notes: what was done to the input (from decoding).
+        verdict: normal / benign / malignant / tumour, or inconclusive when the input gate
+            refused the image (no model was run; the map and mask are then empty).
+        notes: what was done to the input (decoding and the gate's notes).
         segmentation_run, classifier_run: the run names ("" without a classifier).
         pixel_spacing_mm: (row, column) mm per pixel when known (DICOM).
     """
@@ -88,6 +90,7 @@ class Prediction:
     segmentation_run: str
     classifier_run: str
     pixel_spacing_mm: tuple[float, float] | None = None
+    gate: GateResult = GateResult(True)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,9 +131,15 @@ def _pixels(image: DecodedImage | np.ndarray) -> np.ndarray:
 class Predictor:
     """A segmenter and (optionally) a classifier, used together as btseg serves them."""
 
-    def __init__(self, segmenter: Segmenter, classifier: Classifier | None = None) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        classifier: Classifier | None = None,
+        allow_any_modality: bool = False,
+    ) -> None:
         self.segmenter = segmenter
         self.classifier = classifier
+        self.allow_any_modality = allow_any_modality
 
     @classmethod
     def from_models_dir(
@@ -181,14 +190,41 @@ class Predictor:
             return None, None
         return self.classifier.predict(image, box=lesion.box), lesion
 
+    def gate(self, image: DecodedImage | np.ndarray) -> GateResult:
+        """The input gate's answer for an image (btseg.gate); arrays are taken as radiographs
+        and only checked for size and content."""
+        if not isinstance(image, DecodedImage):
+            image = DecodedImage(np.asarray(image), "array", "array", 8, None, "L")
+        return check_input(image, allow_any_modality=self.allow_any_modality)
+
+    def refused(self, image: DecodedImage | np.ndarray, gate: GateResult) -> Prediction:
+        """The Prediction of an image the gate refused: verdict inconclusive, nothing found."""
+        shape = _pixels(image).shape[:2]
+        return Prediction(
+            probability_map=np.zeros(shape, dtype=np.float32),
+            point=self.operating_point,
+            mask=np.zeros(shape, dtype=np.uint8),
+            lesions=[],
+            class_probabilities=None,
+            classified_lesion=None,
+            verdict=Verdict("inconclusive", f"the image {gate.reason}; {gate.fix}"),
+            notes=tuple(image.notes) if isinstance(image, DecodedImage) else (),
+            segmentation_run=self.segmenter.name,
+            classifier_run=self.classifier.name if self.classifier is not None else "",
+            pixel_spacing_mm=image.pixel_spacing_mm if isinstance(image, DecodedImage) else None,
+            gate=gate,
+        )
+
     def finish(
         self,
         image: DecodedImage | np.ndarray,
         probability_map: np.ndarray,
         point: OperatingPoint | None = None,
+        gate: GateResult | None = None,
     ) -> Prediction:
         """The Prediction of an image whose probability map is known (no U-Net call)."""
         point = self.operating_point if point is None else point
+        gate = self.gate(image) if gate is None else gate
         spacing = image.pixel_spacing_mm if isinstance(image, DecodedImage) else None
         mask, lesions = decide(probability_map, point, pixel_spacing_mm=spacing)
         probabilities, lesion = self.classify(image, lesions)
@@ -200,31 +236,37 @@ class Predictor:
             class_probabilities=probabilities,
             classified_lesion=lesion,
             verdict=verdict_for(lesions, probabilities, lesion),
-            notes=tuple(image.notes) if isinstance(image, DecodedImage) else (),
+            notes=(tuple(image.notes) if isinstance(image, DecodedImage) else ()) + gate.notes,
             segmentation_run=self.segmenter.name,
             classifier_run=self.classifier.name if self.classifier is not None else "",
             pixel_spacing_mm=spacing,
+            gate=gate,
         )
 
     def at_point(
         self, prediction: Prediction, point: OperatingPoint, image: DecodedImage | np.ndarray
     ) -> Prediction:
         """The same image at another operating point (a slider move): no U-Net call."""
-        return self.finish(image, prediction.probability_map, point)
+        if not prediction.gate.accepted:
+            return prediction
+        return self.finish(image, prediction.probability_map, point, prediction.gate)
 
     def predict(
         self, image: DecodedImage | np.ndarray, point: OperatingPoint | None = None
     ) -> Prediction:
-        """Segment, decide, classify: one image."""
-        return self.predict_batch([image], point)[0]
+        """Gate, segment, decide, classify: one image. An image the gate refuses gets the
+        verdict "inconclusive" and no model is run."""
+        gate = self.gate(image)
+        if not gate.accepted:
+            return self.refused(image, gate)
+        probability_map = self.segmenter.probability_maps([_pixels(image)])[0]
+        return self.finish(image, probability_map, point, gate)
 
     def predict_batch(
         self, images: Sequence[DecodedImage | np.ndarray], point: OperatingPoint | None = None
     ) -> list[Prediction]:
         """predict for several images (one U-Net call per image)."""
-        images = list(images)
-        maps = self.segmenter.probability_maps([_pixels(image) for image in images])
-        return [self.finish(image, map_, point) for image, map_ in zip(images, maps, strict=True)]
+        return [self.predict(image, point) for image in images]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -319,11 +361,23 @@ def _decode_chunk(
 
 
 def write_prediction(
-    prediction: Prediction, out_dir: Path, stem: str, image_name: str
+    prediction: Prediction,
+    out_dir: Path,
+    stem: str,
+    image_name: str,
+    image: DecodedImage | None = None,
 ) -> dict[str, Any]:
-    """Write <stem>_mask.png and <stem>.json (LabelMe) for one prediction; its summary values."""
+    """Write <stem>_mask.png and <stem>.json (LabelMe) for one prediction; its summary values.
+
+    LabelMe cannot open DICOM, so for a DICOM ``image`` the 8-bit picture the models saw is
+    written as <stem>.png beside them and the LabelMe file points at it."""
     height, width = prediction.shape
     mask_file, annotation_file = f"{stem}_mask.png", f"{stem}.json"
+    image_file = ""
+    if image is not None and image.format == "DICOM":
+        image_file = f"{stem}.png"
+        atomic_write_bytes(out_dir / image_file, gray_png(image.pixels))
+        image_name = image_file
     atomic_write_bytes(out_dir / mask_file, mask_png(prediction.mask))
     atomic_write_bytes(
         out_dir / annotation_file,
@@ -339,6 +393,7 @@ def write_prediction(
         "verdict_reason": prediction.verdict.reason,
         "mask_file": mask_file,
         "annotation_file": annotation_file,
+        "image_file": image_file,
         "notes": "; ".join(prediction.notes),
     }
     if prediction.class_probabilities is not None:
@@ -362,8 +417,9 @@ def predict_paths(
     For each readable image: ``<stem>_mask.png`` (0/255 at the original resolution) and
     ``<stem>.json`` (LabelMe 5.x, one rectangle + polygon per lesion, labelled with the verdict
     when it is benign or malignant, else "tumor"). Then ``summary.csv`` with one row per file,
-    in input order (SUMMARY_COLUMNS; status "ok", "error" or "skipped" with the reason in
-    "error"). Unreadable files never stop the batch. Files are decoded ``batch_size`` at a time
+    in input order (SUMMARY_COLUMNS; status "ok", "error" (unreadable), "refused" (the input
+    gate: not a radiograph, too small, blank; verdict "inconclusive") or "skipped", with the
+    reason in "error"). Unreadable or refused files never stop the batch. Files are decoded ``batch_size`` at a time
     in a thread while the models run.
 
     Args:
@@ -412,10 +468,24 @@ def predict_paths(
                 if position in problems:
                     row["status"], row["error"] = problems[position]
                 else:
-                    prediction = predictor.predict(decoded.pop(position), point)
-                    row.update(
-                        write_prediction(prediction, out_dir, stems[position], entry.path.name)
-                    )
+                    image = decoded.pop(position)
+                    prediction = predictor.predict(image, point)
+                    if prediction.gate.accepted:
+                        row.update(
+                            write_prediction(
+                                prediction, out_dir, stems[position], entry.path.name, image
+                            )
+                        )
+                    else:
+                        row.update(
+                            status="refused",
+                            error=f"{prediction.gate.reason}. Fix: {prediction.gate.fix}",
+                            height=prediction.shape[0],
+                            width=prediction.shape[1],
+                            verdict=prediction.verdict.label,
+                            verdict_reason=prediction.verdict.reason,
+                            notes="; ".join(prediction.notes),
+                        )
                 row["threshold"] = point.threshold
                 row["min_lesion_fraction"] = point.min_lesion_fraction
                 row["segmentation_run"] = predictor.segmenter.name
@@ -457,6 +527,7 @@ def run_predict(
     threshold: float | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    allow_any_modality: bool = False,
 ) -> pd.DataFrame:
     """`btseg predict`: load the segmenter ("attention" or "basic") and, if trained, the
     classifier from ``models_dir``, then predict_paths.
@@ -481,6 +552,7 @@ def run_predict(
             fix="pass image files, or folders holding .jpg, .jpeg, .png or .dcm files",
         )
     predictor, notes = Predictor.from_models_dir(models_dir, model)
+    predictor.allow_any_modality = allow_any_modality
     for note in notes:
         warnings.warn(note, stacklevel=2)
     summary = predict_paths(

@@ -17,8 +17,9 @@ from streamlit_drawable_canvas import st_canvas
 
 from btseg import config, outputs, viz
 from btseg.data.regions import BOX_MARGIN
-from btseg.decisions import OperatingPoint, decide, slider_thresholds, verdict_for
+from btseg.decisions import OperatingPoint, Verdict, decide, slider_thresholds, verdict_for
 from btseg.errors import BtsegError
+from btseg.gate import RADIOGRAPH_MODALITIES, UNSPECIFIED_MODALITIES, check_input
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -261,10 +262,32 @@ def draw_classifier(source, status, display, lesions):
     return probabilities, lesion
 
 
+def gate_ui(source) -> bool:
+    """The input gate (btseg.gate) before any model runs: True when the image may be segmented;
+    otherwise the verdict is inconclusive, with the reason and the fix."""
+    override_key = "segment_any_modality"
+    gate = check_input(source.image, allow_any_modality=bool(st.session_state.get(override_key)))
+    for note in gate.notes:
+        st.caption(f":material/info: {note}")
+    if gate.accepted:
+        return True
+    st.caption(ui.image_caption(source))
+    draw_verdict(Verdict("inconclusive", f"{source.name} {gate.reason}."), st)
+    st.warning(f"Not analysed: {source.name} {gate.reason}. To fix: {gate.fix}.", icon=":material/block:")
+    modality = (source.image.modality or "").upper()
+    if source.image.format == "DICOM" and modality not in RADIOGRAPH_MODALITIES + UNSPECIFIED_MODALITIES:
+        st.checkbox(
+            f"Run the models on this {modality} image anyway (they were trained on radiographs only)",
+            key=override_key,
+        )
+    return False
+
+
 def draw_verdict(verdict, container) -> None:
     """The image-level answer, with the rule that gave it."""
     icons = {"normal": ":material/check_circle:", "benign": ":material/info:",
-             "malignant": ":material/warning:", "tumour": ":material/help:"}  # fmt: skip
+             "malignant": ":material/warning:", "tumour": ":material/help:",
+             "inconclusive": ":material/block:"}  # fmt: skip
     container.markdown(f"#### {icons.get(verdict.label, '')} Verdict: **{verdict.label}**")
     container.caption(verdict.reason)
 
@@ -444,6 +467,8 @@ def main() -> None:
         return
     source = source_ui(dataset)
     if source is None:
+        return
+    if not gate_ui(source):
         return
     try:
         segmenter = ui.load_segmenter(status)

@@ -77,13 +77,16 @@ def test_gray_png_is_exact(tmp_path):
     np.testing.assert_array_equal(image.pixels, pixels)
 
 
-def test_16_bit_png_is_scaled_by_min_max(tmp_path):
-    values = np.array([[1000, 1800], [2600, 5000]], dtype=np.uint16)
-    image = read_image(save(Image.fromarray(values), tmp_path / "a.png", "PNG"))
+def test_16_bit_png_is_mapped_by_its_bit_depth_so_an_8_bit_copy_gives_the_same_pixels(tmp_path):
+    eight = np.array([[10, 60], [120, 200]], dtype=np.uint8)
+    sixteen = eight.astype(np.uint16) * 257  # the same image stored in 16 bits
+    image = read_image(save(Image.fromarray(sixteen), tmp_path / "a.png", "PNG"))
     assert image.bit_depth == 16
     assert image.original_mode.startswith("I")
-    # (value - 1000) / 4000 * 255
-    np.testing.assert_array_equal(image.pixels, [[0, 51], [102, 255]])
+    np.testing.assert_array_equal(image.pixels, eight)  # not stretched to its own extremes
+    assert any("by their bit depth" in note for note in image.notes)
+    plain = read_image(save(Image.fromarray(eight), tmp_path / "b.png", "PNG"))
+    np.testing.assert_array_equal(plain.pixels, image.pixels)
 
 
 def test_rgba_png_is_composited_on_black(tmp_path):
@@ -292,10 +295,13 @@ def test_dicom_monochrome1_is_inverted(tmp_path):
     np.testing.assert_array_equal(image.pixels, 255 - WINDOWED_OUTPUT)
 
 
-def test_dicom_without_window_is_scaled_by_min_max(tmp_path):
-    image = read_image(write_dicom(tmp_path / "a.dcm", [[0, 800], [1600, 4000]]))
-    np.testing.assert_array_equal(image.pixels, [[0, 51], [102, 255]])
-    assert image.pixel_spacing_mm is None
+def test_dicom_without_window_is_mapped_by_its_stored_bit_range(tmp_path):
+    image = read_image(write_dicom(tmp_path / "a.dcm", [[0, 819], [1638, 4095]]))  # 12 bits
+    np.testing.assert_array_equal(image.pixels, [[0, 51], [102, 255]])  # x * 255 / 4095
+    darker = read_image(write_dicom(tmp_path / "b.dcm", [[0, 819], [1638, 2000]]))
+    assert darker.pixels[1, 1] == 125  # not stretched to 255 by its own maximum
+    assert image.pixel_spacing_mm is None and image.modality == "DX"
+    assert any("12-bit range" in note for note in image.notes)
 
 
 def test_dicom_rescale_is_applied_before_the_window(tmp_path):
@@ -312,7 +318,7 @@ def test_dicom_rescale_is_applied_before_the_window(tmp_path):
 
 
 def test_multi_frame_dicom_gives_the_first_frame(tmp_path):
-    frames = np.array([[[0, 4000]], [[4000, 0]]])
+    frames = np.array([[[0, 4095]], [[4095, 0]]])
     image = read_image(write_dicom(tmp_path / "a.dcm", frames, frames=2))
     np.testing.assert_array_equal(image.pixels, [[0, 255]])
     assert any("first of 2 frames" in note for note in image.notes)
@@ -325,7 +331,7 @@ def test_dicom_is_recognised_by_content_and_as_bytes(tmp_path):
 
 
 def test_dicom_without_preamble_is_read_when_named_dcm(tmp_path):
-    path = write_dicom(tmp_path / "a.dcm", [[0, 4000]])
+    path = write_dicom(tmp_path / "a.dcm", [[0, 4095]])
     headless = path.read_bytes()[132:]  # no preamble, no "DICM"
     np.testing.assert_array_equal(read_image(headless, name="b.dcm").pixels, [[0, 255]])
     with pytest.raises(ImageError, match="not an image"):

@@ -3,6 +3,7 @@ run_predict) on folders of good and bad files, and its agreement with `btseg eva
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 
@@ -149,9 +150,12 @@ def test_folder_with_good_and_bad_files(folder, models, runs, tmp_path):
 
     written = sorted(path.name for path in out.iterdir())
     assert written == ["a_good.json", "a_good_mask.png", "b_good.json", "b_good_mask.png",
-                       "b_scan.json", "b_scan_mask.png", "summary.csv"]  # fmt: skip
+                       "b_scan.json", "b_scan.png", "b_scan_mask.png", "summary.csv"]  # fmt: skip
     png, dicom = (summary[summary["file"].str.endswith(name)].iloc[0]
                   for name in ("b_good.PNG", "b_scan.dcm"))  # fmt: skip
+    # LabelMe cannot open DICOM: its JSON points at the PNG written beside it.
+    assert json.loads((out / "b_scan.json").read_text())["imagePath"] == "b_scan.png"
+    assert dicom["image_file"] == "b_scan.png" and png["image_file"] == ""
     dicom_mask = cv2.imread(str(out / "b_scan_mask.png"), cv2.IMREAD_UNCHANGED) > 0
     assert dicom["lesion_area_mm2"] == pytest.approx(dicom_mask.sum() * 0.2 * 0.15)
     assert dicom["lesions"] >= 1 and np.isnan(png["lesion_area_mm2"])
@@ -328,9 +332,10 @@ def test_predict_writes_exactly_the_masks_evaluate_scored(trained_models, run_na
     """`btseg predict` on every test-split image gives the pixel count per_image.csv reports."""
     models_dir = trained_models.models_dir
     scored = pd.read_csv(models_dir / run_name / "evaluation" / "per_image.csv")
-    table = pd.read_excel(trained_models.data_dir / "dataset.xlsx")
-    images = {path.stem: path for path in (trained_models.data_dir / "images").iterdir()}
-    paths = [images[image_id] for image_id in scored["image_id"]]
+    from btseg.data.btxrd import open_dataset
+
+    table = open_dataset(trained_models.data_dir).table.set_index("image_id")
+    paths = [table.loc[image_id, "image_path"] for image_id in scored["image_id"]]
     assert len(paths) == len(scored) > 0 and len(table) > len(scored)
     model = "attention" if run_name == "attention_unet" else "basic"
     summary = run_predict(paths, tmp_path / "out", models_dir, model=model)
@@ -338,3 +343,42 @@ def test_predict_writes_exactly_the_masks_evaluate_scored(trained_models, run_na
     for (_, row), (_, written) in zip(scored.iterrows(), summary.iterrows(), strict=True):
         mask = cv2.imread(str(tmp_path / "out" / written["mask_file"]), cv2.IMREAD_UNCHANGED)
         assert int((mask > 0).sum()) == int(row["pred_area_px"]), row["image_id"]
+
+
+@pytest.mark.slow
+def test_refused_images_are_inconclusive_and_the_exit_status_says_so(trained_models, runs,
+                                                                    tmp_path, capsys):
+    from pathlib import Path
+
+    import pydicom
+
+    from btseg.cli import PREDICT_INCOMPLETE, main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm",
+                folder / "chest_ct.dcm")
+    cv2.imwrite(str(folder / "blank.png"), np.full((200, 200), 90, np.uint8))
+    cv2.imwrite(str(folder / "tiny.png"), np.arange(64, dtype=np.uint8).reshape(8, 8))
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), small_xrays(runs, 1)[0])
+    shutil.copy(good, folder / "good.png")
+    models = str(trained_models.models_dir)
+    code = main(["predict", str(folder), "--out", str(tmp_path / "out"), "--models-dir", models])
+    assert code == PREDICT_INCOMPLETE
+    printed = capsys.readouterr().out
+    assert "1 of 4 files predicted" in printed and "(refused)" in printed
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv", keep_default_na=False)
+    rows = {Path(row["file"]).name: row for _, row in summary.iterrows()}
+    assert rows["good.png"]["status"] == "ok"
+    for name, words in (("chest_ct.dcm", "CT image (DICOM Modality CT)"),
+                        ("blank.png", "no content"), ("tiny.png", "too small")):  # fmt: skip
+        row = rows[name]
+        assert row["status"] == "refused" and row["verdict"] == "inconclusive", name
+        assert words in row["error"] and row["mask_file"] == "", name
+    assert not (tmp_path / "out" / "chest_ct_mask.png").exists()
+    code = main(["predict", str(good), "--out", str(tmp_path / "one"), "--models-dir", models])
+    assert code == 0 and "1 of 1 file predicted" in capsys.readouterr().out
+    code = main(["predict", str(folder / "tiny.png"), "--out", str(tmp_path / "none"),
+                 "--models-dir", models])  # fmt: skip
+    assert code == PREDICT_INCOMPLETE and "None of the 1 file" in capsys.readouterr().out

@@ -42,7 +42,10 @@ class DecodedImage:
         original_mode: PIL mode ("L", "RGB", "RGBA", "I;16", "P" ...) or the DICOM photometric
             interpretation ("MONOCHROME1", "MONOCHROME2", "RGB" ...).
         notes: what was done to the data that a user may want to know (alpha composited, EXIF
-            rotation, extension that does not match the content, first frame only ...).
+            rotation, extension that does not match the content, first frame only, how more
+            than 8 bits were mapped, MONOCHROME1 inverted ...).
+        modality: the DICOM Modality ("DX", "CT" ...; "" when the file has none), None for
+            JPEG and PNG.
     """
 
     pixels: np.ndarray
@@ -52,6 +55,7 @@ class DecodedImage:
     pixel_spacing_mm: tuple[float, float] | None
     original_mode: str
     notes: tuple[str, ...] = ()
+    modality: str | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -243,7 +247,7 @@ def _read_pil(data: bytes, label: str, kind: str, notes: list[str]) -> DecodedIm
         except Exception:
             notes.append(f"EXIF orientation {orientation} could not be applied; shown as stored")
 
-    pixels = _pil_to_gray(image, notes)
+    pixels = _pil_to_gray(image, notes, bit_depth)
     return DecodedImage(
         pixels=pixels,
         source=label,
@@ -267,8 +271,11 @@ def _pil_bit_depth(image, data: bytes, kind: str) -> int:
     return 8
 
 
-def _pil_to_gray(image, notes: list[str]) -> np.ndarray:
-    """Any PIL image -> (H, W) uint8 grayscale."""
+def _pil_to_gray(image, notes: list[str], bit_depth: int = 8) -> np.ndarray:
+    """Any PIL image -> (H, W) uint8 grayscale. Samples of more than 8 bits are mapped by their
+    bit depth (0 .. 2**bit_depth - 1 -> 0 .. 255), so that an image and its 16-bit copy
+    (values x 257) give the same pixels; 32-bit integer and float images, which have no such
+    range, are mapped by their own minimum and maximum (with a note)."""
     mode = image.mode
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -284,6 +291,11 @@ def _pil_to_gray(image, notes: list[str]) -> np.ndarray:
         values = np.asarray(image)
         if values.ndim == 3:  # e.g. a multi-channel 16-bit mode: take the luma-like mean
             values = values.mean(axis=2)
+        if mode.startswith("I;16") or (mode == "I" and 8 < bit_depth <= 16):
+            top = float(2**bit_depth - 1)
+            notes.append(f"{bit_depth}-bit samples mapped to 8 bits by their bit depth (0-{top:.0f})")
+            return _scale_range(values.astype(np.float64), 0.0, top)
+        notes.append(f"{mode} samples have no fixed range: mapped by their minimum and maximum")
         return _scale_to_uint8(values.astype(np.float64), notes)
     if mode in ("LA", "La"):
         image = image.convert("LA")
@@ -309,6 +321,12 @@ def _composite_on_black(gray: np.ndarray, alpha: np.ndarray, notes: list[str]) -
         return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
     notes.append("transparent pixels were composited on black")
     return np.clip(np.rint(gray * alpha / 255.0), 0, 255).astype(np.uint8)
+
+
+def _scale_range(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Linearly map low..high to 0..255, clipped."""
+    scaled = (values - low) * (255.0 / (high - low))
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def _scale_to_uint8(values: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
@@ -397,6 +415,7 @@ def _read_dicom(data: bytes, label: str, force: bool) -> DecodedImage:
         )
         if photometric == "MONOCHROME1":
             pixels = 255 - pixels
+            notes.append("MONOCHROME1: grey values inverted so that bone is bright")
     return DecodedImage(
         pixels=np.ascontiguousarray(pixels),
         source=label,
@@ -405,6 +424,7 @@ def _read_dicom(data: bytes, label: str, force: bool) -> DecodedImage:
         pixel_spacing_mm=_pixel_spacing(dataset, notes),
         original_mode=photometric,
         notes=tuple(notes),
+        modality=str(dataset.get("Modality", "") or "").strip().upper(),
     )
 
 
@@ -428,9 +448,32 @@ def _monochrome_to_uint8(
             notes.append("the window could not be applied; scaled by min/max")
             return _scale_to_uint8(values)
         if high > low:
-            scaled = (windowed - low) * (255.0 / (high - low))
-            return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return _scale_to_uint8(values)
+            notes.append("mapped to 8 bits by the DICOM window")
+            return _scale_range(windowed, low, high)
+    return _by_stored_range(values, dataset, apply_modality_lut, notes)
+
+
+def _by_stored_range(values, dataset, apply_modality_lut, notes: list[str]) -> np.ndarray:
+    """Map a DICOM image without a window by the range its BitsStored can hold (through the
+    modality LUT), not by its own extremes: the same radiograph stored with another range of
+    values then keeps its contrast."""
+    try:
+        bits = int(dataset.get("BitsStored") or dataset.get("BitsAllocated") or 8)
+        signed = int(dataset.get("PixelRepresentation", 0) or 0) == 1
+        raw = (
+            np.array([-(2 ** (bits - 1)), 2 ** (bits - 1) - 1])
+            if signed
+            else np.array([0, 2**bits - 1])
+        )
+        low, high = (float(value) for value in np.sort(apply_modality_lut(raw, dataset)))
+    except Exception:
+        low = high = 0.0
+    if not high > low or not 1 <= bits <= 32:
+        notes.append("no window and no usable bit depth: mapped by the minimum and maximum")
+        return _scale_to_uint8(values)
+    if bits > 8:
+        notes.append(f"no window in the DICOM: mapped by its {bits}-bit range")
+    return _scale_range(values, low, high)
 
 
 def _pixel_spacing(dataset, notes: list[str]) -> tuple[float, float] | None:

@@ -121,7 +121,7 @@ def test_a_test_split_image_with_its_ground_truth(server, page):  # noqa: F811
     text = page.inner_text("body")
     for expected in ("Findings", "Classifier", "Ground truth", "Dice", "Research use only"):
         assert expected in text, expected
-    # The demo classifier classifies the largest lesion, when the threshold leaves one
+    # The demo classifier classifies the most probable lesion, when the threshold leaves one
     # (test_segment_page.py checks which one the page shows).
     assert "Most likely" in text or "no lesion at this threshold to classify" in text
     screenshot(page, "segment_test_split")

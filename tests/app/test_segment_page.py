@@ -18,7 +18,7 @@ from model_fixtures import models_env, trained_models  # noqa: F401  (pytest fix
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from btseg import metrics, viz
+from btseg import metrics, outputs, viz
 from btseg.data.btxrd import open_dataset
 from btseg.data.labelme import lesions_mask, parse_annotation, read_annotation
 from btseg.data.splits import split_for
@@ -104,17 +104,17 @@ def test_downloads_decode_to_the_original_size_and_read_back_into_btseg():
     mask = np.zeros((37, 53), dtype=np.uint8)
     mask[5:15, 10:30] = 1
     mask[25:35, 40:50] = 1
-    decoded = cv2.imdecode(np.frombuffer(ui.mask_png(mask), np.uint8), cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(np.frombuffer(outputs.mask_png(mask), np.uint8), cv2.IMREAD_UNCHANGED)
     assert decoded.shape == (37, 53) and decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, mask * 255)
 
     probability = np.linspace(0, 1, 37 * 53, dtype=np.float32).reshape(37, 53)
-    stored = cv2.imdecode(np.frombuffer(ui.probability_png16(probability), np.uint8), -1)
+    stored = cv2.imdecode(np.frombuffer(outputs.probability_png16(probability), np.uint8), -1)
     assert stored.dtype == np.uint16 and stored.shape == (37, 53)
     assert stored[0, 0] == 0 and stored[-1, -1] == 65535
     np.testing.assert_allclose(stored / 65535.0, probability, atol=0.5 / 65535 + 1e-7)
 
-    payload = json.loads(ui.labelme_json(mask, "x.png", "malignant"))
+    payload = json.loads(outputs.labelme_json(mask, "x.png", "malignant"))
     assert (payload["imageHeight"], payload["imageWidth"], payload["imagePath"]) == (
         37,
         53,
@@ -125,14 +125,18 @@ def test_downloads_decode_to_the_original_size_and_read_back_into_btseg():
     assert {lesion.label for lesion in annotation.lesions} == {"malignant"}
     restored = lesions_mask(annotation.lesions, (annotation.height, annotation.width))
     np.testing.assert_array_equal(restored, mask)
-    assert ui.output_stem("IMG 00012.final.jpeg") == "IMG_00012.final"
+    assert outputs.output_stem("IMG 00012.final.jpeg") == "IMG_00012.final"
 
 
 def test_lesion_label_and_table():
-    assert ui.lesion_label(None) == "tumor"
-    assert ui.lesion_label({"normal": 0.6, "benign": 0.3, "malignant": 0.1}) == "tumor"
-    assert ui.lesion_label({"normal": 0.1, "benign": 0.3, "malignant": 0.6}) == "malignant"
-    from btseg.decisions import findings_from_mask
+    from btseg.decisions import findings_from_mask, verdict_for
+
+    lesion = findings_from_mask(np.pad(np.ones((5, 5), np.uint8), 10))
+    assert verdict_for(lesion, None).lesion_label == "tumor"
+    normal = {"normal": 0.6, "benign": 0.3, "malignant": 0.1}
+    assert verdict_for(lesion, normal, lesion[0]).lesion_label == "tumor"
+    malignant = {"normal": 0.1, "benign": 0.3, "malignant": 0.6}
+    assert verdict_for(lesion, malignant, lesion[0]).lesion_label == "malignant"
 
     mask = np.zeros((100, 100), dtype=np.uint8)
     mask[10:20, 10:30] = 1
@@ -236,13 +240,13 @@ class Reference:
 
 
 def assert_classifier_shown(app: AppTest, with_lesion: bool) -> None:
-    """The class probabilities of the largest lesion when there is one, else a caption that
+    """The class probabilities of the most probable lesion when there is one, else a caption that
     says there is no region to classify."""
     charts = app.get("plotly_chart")
     captions = " ".join(caption.value for caption in app.caption)
     if with_lesion:
         assert len(charts) == 1
-        assert "the largest" in charts[0].proto.spec
+        assert "the most probable" in charts[0].proto.spec
         assert "no lesion at this threshold to classify" not in captions
     else:
         assert not charts
@@ -266,7 +270,7 @@ def test_a_test_split_image_shows_its_findings_ground_truth_and_metrics(referenc
     for label, value in reference.scores(threshold).items():
         assert shown[label] == value, label
     assert len(app.get("image")) >= 3  # overlay, ground truth, prediction beside it
-    # The class probabilities of the largest lesion (the demo classifier classifies regions).
+    # The class probabilities of the most probable lesion (the demo classifier classifies regions).
     assert_classifier_shown(app, int(shown["Lesions"]) > 0)
     assert len(app.get("download_button")) == 3
     assert "Ground truth" in [header.value for header in app.subheader]
