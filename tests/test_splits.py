@@ -150,9 +150,9 @@ def synthetic_table(groups: int = 150, seed: int = 1) -> pd.DataFrame:
 
 
 def test_no_group_spans_two_parts_and_each_part_has_every_label():
-    table = synthetic_table()
+    table = synthetic_table(groups=600)
     groups = surrogate_patient_ids(table)
-    assert groups.nunique() == 150
+    assert groups.nunique() == 600
     for seed in range(8):
         split = make_split(table, seed=seed)
         parts = table["image_id"].map(split.assignment)
@@ -163,7 +163,7 @@ def test_no_group_spans_two_parts_and_each_part_has_every_label():
 
 
 def test_fractions_are_approached_per_label():
-    table = synthetic_table(groups=300)
+    table = synthetic_table(groups=3000)
     split = make_split(table, seed=5, fractions=(0.6, 0.2, 0.2))
     parts = table["image_id"].map(split.assignment)
     for label in ("normal", "benign"):
@@ -175,6 +175,25 @@ def test_fractions_are_approached_per_label():
     assert split.counts["train"]["benign"] == int(
         ((parts == "train") & (table["label"] == "benign")).sum()
     )
+
+
+def test_adding_or_removing_images_moves_no_other_image():
+    table = synthetic_table(groups=300)
+    split = make_split(table, seed=2)
+    fewer = table.drop(index=[10, 200, 450]).reset_index(drop=True)
+    more = pd.concat([table, pd.DataFrame([row(99990, label="normal", age=999.0)])],
+                     ignore_index=True)  # fmt: skip
+    for changed in (fewer, more):
+        other = make_split(changed, seed=2)
+        shared = set(other.assignment) & set(split.assignment)
+        moved = [i for i in shared if other.assignment[i] != split.assignment[i]]
+        # Only a patient whose first image was removed may move (its key changes).
+        first_removed = {table.loc[10, "image_id"], table.loc[200, "image_id"],
+                         table.loc[450, "image_id"]}  # fmt: skip
+        groups = surrogate_patient_ids(table)
+        affected = set(table.loc[groups.isin(groups[table["image_id"].isin(first_removed)]),
+                                 "image_id"])  # fmt: skip
+        assert set(moved) <= affected
 
 
 def test_split_is_deterministic_by_seed():
@@ -210,6 +229,13 @@ def test_group_label_is_the_most_severe_and_rows_without_image_are_left_out(tmp_
         "IMG000009.jpeg",
     ]
     assert split.counts["train"] == {"normal": 1, "benign": 2, "malignant": 1}
+    summary = split_summary(split, table)
+    assert summary["left_out"] == [
+        {"image_id": "IMG000003.jpeg", "reason": "no image file for this row (it is missing "
+         "from images/)"}
+    ]  # fmt: skip
+    assert summary["assignment"] == split.assignment
+    assert "1 row of the table left out:" in format_split_summary(summary)
 
 
 def test_bad_fractions_and_empty_table():

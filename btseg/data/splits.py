@@ -284,25 +284,19 @@ def _label_of(value: Any) -> str:
     return label
 
 
-def _assign_groups(
-    group_sizes: dict[int, int], fractions: tuple[float, ...], rng: np.random.Generator
-) -> dict[int, str]:
-    """Greedy: larger groups first (random order among equal sizes), each to the part furthest
-    below its target image count."""
-    groups = list(group_sizes)
-    rng.shuffle(groups)
-    groups.sort(key=lambda group: -group_sizes[group])  # stable: keeps the shuffle among ties
-    total = sum(group_sizes.values())
-    targets = np.array(fractions) * total
-    filled = np.zeros(len(PARTS))
-    open_parts = np.array(fractions) > 0
-    assigned: dict[int, str] = {}
-    for group in groups:
-        deficit = np.where(open_parts, targets - filled, -np.inf)
-        part = int(np.argmax(deficit))
-        filled[part] += group_sizes[group]
-        assigned[group] = PARTS[part]
-    return assigned
+def _part_of(key: str, seed: int, fractions: tuple[float, ...]) -> str:
+    """The part of one surrogate patient: a uniform number drawn from a hash of the seed and
+    the patient's key, cut at the cumulative fractions. It depends on that patient alone, so
+    adding or removing other images never moves it."""
+    digest = hashlib.sha256(f"{int(seed)}:{key}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2.0**64
+    edges = np.cumsum(fractions)
+    for part, edge in zip(PARTS, edges, strict=True):
+        if draw < edge and edge > 0:
+            return part
+    return next(
+        part for part, fraction in zip(PARTS[::-1], fractions[::-1], strict=True) if fraction > 0
+    )
 
 
 def _counts(assignment: dict[str, str], labels: dict[str, str]) -> dict[str, dict[str, int]]:
@@ -334,11 +328,14 @@ def group_labels(table: pd.DataFrame) -> pd.Series:
 def make_split(
     table: pd.DataFrame, seed: int = 0, fractions: Iterable[float] = DEFAULT_FRACTIONS
 ) -> Split:
-    """Seeded group split of the rows with an image, stratified by group label.
+    """Seeded group split of the rows with an image.
 
-    A group's label is its most severe label (malignant > benign > normal). Within each label,
-    groups go to parts so that image counts approach `fractions` (train, val, test). No surrogate
-    patient spans two parts.
+    Each surrogate patient goes to train, val or test by a hash of the seed and its first image
+    id, cut at ``fractions``: its part depends on that patient alone, so adding or removing an
+    image moves no other image (and a model's test images stay test images as data is added).
+    Every label's patients are split by the same fractions, so each label's share per part
+    approaches them as patients grow in number (stratified in expectation; the counts are in
+    ``Split.counts``). No surrogate patient spans two parts.
     """
     from btseg.data.cache import data_fingerprint
 
@@ -356,18 +353,15 @@ def make_split(
     label_list = [_label_of(label) for label in table["label"].to_numpy()[usable]]
     labels = dict(zip(image_ids, label_list, strict=True))
     group_of = dict(zip(image_ids, group_ids[usable].tolist(), strict=True))
-    group_label = _most_severe(group_ids[usable].tolist(), label_list)
     group_size: dict[int, int] = defaultdict(int)
     for group in group_of.values():
         group_size[group] += 1
 
-    rng = np.random.default_rng(seed)
-    group_part: dict[int, str] = {}
-    for label in CLASS_NAMES:
-        stratum = {
-            group: group_size[group] for group in sorted(group_size) if group_label[group] == label
-        }
-        group_part.update(_assign_groups(stratum, fractions, rng))
+    # A patient's key is its first image id (stable while that image stays).
+    group_key: dict[int, str] = {}
+    for image_id, group in group_of.items():
+        group_key[group] = min(group_key.get(group, image_id), image_id)
+    group_part = {group: _part_of(group_key[group], seed, fractions) for group in group_size}
 
     assignment = {image_id: group_part[group] for image_id, group in group_of.items()}
     return Split(
@@ -503,7 +497,9 @@ def split_summary(split: Split, table: pd.DataFrame) -> dict[str, Any]:
 
     Returns:
         {"split_id", "seed", "fractions", "fingerprint", "images", "groups",
-         "parts": {part: {"images", "groups", "by_label": {label: images}}}}
+         "parts": {part: {"images", "groups", "by_label": {label: images}}},
+         "left_out": [{"image_id", "reason"}] (rows of the table the split does not hold),
+         "assignment": {image_id: part}}
     """
     _require_columns(table, GROUP_COLUMNS, "summarise the split")
     group_ids = surrogate_patient_ids(table).tolist()
@@ -533,7 +529,25 @@ def split_summary(split: Split, table: pd.DataFrame) -> dict[str, Any]:
         "images": sum(part["images"] for part in parts.values()),
         "groups": len(set().union(*groups_in_part.values())),
         "parts": parts,
+        "left_out": _left_out(split, table),
+        "assignment": dict(split.assignment),
     }
+
+
+def _left_out(split: Split, table: pd.DataFrame) -> list[dict[str, str]]:
+    """Rows of the table that are in no part, with the reason."""
+    has_image = _has_image(table)
+    rows = []
+    for image_id, usable in zip(table["image_id"].astype(str), has_image, strict=True):
+        if image_id in split.assignment:
+            continue
+        reason = (
+            "no image file for this row (it is missing from images/)"
+            if not usable
+            else "not in the saved split (the data changed since it was made)"
+        )
+        rows.append({"image_id": image_id, "reason": reason})
+    return rows
 
 
 def format_split_summary(summary: dict[str, Any]) -> str:
@@ -550,4 +564,11 @@ def format_split_summary(summary: dict[str, Any]) -> str:
             f"{part:<6} {values['groups']:>7} {values['images']:>7} "
             + " ".join(f"{values['by_label'][label]:>10}" for label in CLASS_NAMES)
         )
+    left_out = summary.get("left_out") or []
+    if left_out:
+        noun = "row" if len(left_out) == 1 else "rows"
+        lines.append(f"{len(left_out)} {noun} of the table left out:")
+        lines.extend(f"  {row['image_id']}: {row['reason']}" for row in left_out[:20])
+        if len(left_out) > 20:
+            lines.append(f"  ... and {len(left_out) - 20} more (btseg split --json lists all)")
     return "\n".join(lines)
