@@ -116,7 +116,10 @@ def dataset_statistics(dataset: Dataset, split: Iterable[str] | None = None) -> 
         "by_label": {name: int((table["label"] == name).sum()) for name in CLASS_NAMES},
         "by_subtype": _column_sums(table, SUBTYPE_COLUMNS),
         "by_gender": _value_counts(table["gender"].replace("", "unknown"), order=("M", "F")),
-        "by_center": _value_counts(table["center"]),
+        # A table without the centre column says nothing about centres: no invented centre 0.
+        "by_center": (
+            {} if "center" in dataset.missing_columns else _value_counts(table["center"])
+        ),
         "by_site": _column_sums(tumour, SITE_COLUMNS),
         "by_region": _column_sums(table, REGION_COLUMNS),
         "by_view": _column_sums(table, VIEW_COLUMNS),
@@ -255,7 +258,8 @@ def format_statistics(statistics: dict) -> str:
         "Labels: " + ", ".join(f"{k} {share(v)}" for k, v in statistics["by_label"].items()),
         "Subtypes: " + counts(statistics["by_subtype"], sort=True),
         "Gender: " + counts(statistics["by_gender"]),
-        "Centres: " + counts(statistics["by_center"]),
+        "Centres: "
+        + (counts(statistics["by_center"]) if statistics["by_center"] else "not in the table"),
         "Sites (tumour images): " + counts(statistics["by_site"], sort=True),
         "Regions: " + counts(statistics["by_region"], sort=True),
         "Views: " + counts(statistics["by_view"], sort=True),

@@ -234,3 +234,12 @@ def test_published_counts_are_reproduced(tmp_path):
     two_subtypes = [p for p in statistics["problems"] if "more than one subtype" in p["message"]]
     assert two_subtypes[0]["image_ids"] == ["IMG003404.jpeg"]
     assert len(dataset.usable) == 1
+
+
+def test_a_table_without_the_centre_column_invents_no_centre(tmp_path):
+    header = ["" if name == "center" else name for name in COLUMNS]
+    dataset = open_dataset(write_btxrd_folder(tmp_path / "btxrd", header=header))
+    assert dataset.missing_columns == ("center",)
+    statistics = dataset_statistics(dataset)
+    assert statistics["by_center"] == {}
+    assert "Centres: not in the table" in format_statistics(statistics)

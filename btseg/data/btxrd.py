@@ -107,6 +107,7 @@ class Dataset:
     table: pd.DataFrame
     problems: list[Problem] = field(default_factory=list)
     table_path: Path | None = None
+    missing_columns: tuple[str, ...] = ()  # BTXRD columns the table lacks (read as 0)
 
     @property
     def usable(self) -> pd.DataFrame:
@@ -164,7 +165,14 @@ def open_dataset(data_dir: str | Path) -> Dataset:
 
     if not table["has_image"].any():
         raise DataError(_no_image_problem(table, layout), where=str(root), fix=_no_image_fix(layout))
-    return Dataset(root=root, table=table, problems=problems, table_path=layout.table_path)
+    missing = tuple(name for name in COLUMNS if name not in columns)
+    return Dataset(
+        root=root,
+        table=table,
+        problems=problems,
+        table_path=layout.table_path,
+        missing_columns=missing,
+    )
 
 
 # ------------------------------------------------------------------------------------------
