@@ -75,3 +75,13 @@ def test_monochrome1_inversion_is_noted():
     dataset.save_as(buffer)
     inverted = read_image(buffer.getvalue(), name="inverted.dcm")
     assert any("MONOCHROME1: grey values inverted" in note for note in inverted.notes)
+
+
+def test_a_truncated_dicom_is_told_it_is_truncated_not_to_install_a_plugin():
+    from btseg.errors import ImageError
+
+    with pytest.raises(ImageError) as caught:
+        read_image(PYDICOM_FILES / "MR_truncated.dcm")
+    message = str(caught.value)
+    assert "truncated" in message and "plugin" not in message
+    assert message.count("MR_truncated.dcm") == 1

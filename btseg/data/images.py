@@ -395,12 +395,7 @@ def _read_dicom(data: bytes, label: str, force: bool) -> DecodedImage:
         else:
             values = dataset.pixel_array
     except Exception as error:
-        raise ImageError(
-            f"has DICOM pixel data that cannot be decoded ({type(error).__name__}: {error})",
-            where=label,
-            fix="Export it as uncompressed DICOM or PNG, or install the pydicom decoder plugin "
-            "for its transfer syntax (e.g. pylibjpeg)",
-        ) from None
+        raise _pixel_data_error(dataset, error, label) from None
 
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
     bit_depth = int(dataset.get("BitsStored") or dataset.get("BitsAllocated") or 8)
@@ -425,6 +420,32 @@ def _read_dicom(data: bytes, label: str, force: bool) -> DecodedImage:
         original_mode=photometric,
         notes=tuple(notes),
         modality=str(dataset.get("Modality", "") or "").strip().upper(),
+    )
+
+
+def _pixel_data_error(dataset, error: Exception, label: str) -> ImageError:
+    """What is wrong with DICOM pixel data that did not decode, in words: truncated, or in a
+    compression no installed decoder reads."""
+    text = str(error)
+    if "less than expected" in text or "shorter" in text or isinstance(error, EOFError):
+        return ImageError(
+            "is a truncated DICOM file: its pixel data is shorter than its rows and columns say",
+            where=label,
+            fix="Copy or export the file again from the PACS or viewer; it was cut short",
+        )
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and getattr(syntax, "is_compressed", False):
+        return ImageError(
+            f"is a DICOM file compressed as {syntax.name}, which no installed decoder reads",
+            where=label,
+            fix="Export it as uncompressed DICOM or PNG, or install the pydicom decoder plugin "
+            "for that compression (e.g. pylibjpeg)",
+        )
+    return ImageError(
+        "is a DICOM file whose pixel data cannot be decoded (its image attributes and pixel "
+        "data disagree)",
+        where=label,
+        fix="Export it again as uncompressed DICOM or PNG",
     )
 
 
