@@ -72,6 +72,22 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit_gate(args: argparse.Namespace) -> int:
+    from btseg.gate import APPEARANCE_FILE, fit_for_dataset
+
+    models = args.models_dir or config.models_dir()
+    gate = fit_for_dataset(_data_dir(args), models, cache_dir=config.cache_dir(), seed=args.seed)
+    report = gate.report
+    print(
+        f"Input gate fitted on {report['training_images']} training radiographs: threshold "
+        f"{gate.threshold:.2f} ({report['criterion']}); refuses "
+        f"{report['validation_refused']:.1%} of {report['validation_images']} validation "
+        f"radiographs and {report['non_radiographs_refused']:.0%} of "
+        f"{report['non_radiographs']} non-radiographs -> {models / APPEARANCE_FILE}"
+    )
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from btseg.data.btxrd import open_dataset
     from btseg.data.cache import build_cache
@@ -229,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--json", action="store_true", help="print JSON")
     split.set_defaults(handler=cmd_split)
+
+    fit_gate = commands.add_parser(
+        "fit-gate",
+        help="fit the input gate's appearance check on the training radiographs",
+        description="Describe the training radiographs' appearance and choose the distance "
+        "above which btseg predict and the Segment page refuse an image as unlike them "
+        "(verdict inconclusive); writes models/input_gate.json. btseg prepare runs it.",
+    )
+    _data_argument(fit_gate)
+    fit_gate.add_argument("--models-dir", type=Path, default=None)
+    fit_gate.add_argument("--seed", type=int, default=0, help="split seed (as in training)")
+    fit_gate.set_defaults(handler=cmd_fit_gate)
 
     cache = commands.add_parser("cache", help="decode and resize every image once")
     _data_argument(cache)

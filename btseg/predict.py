@@ -37,7 +37,7 @@ from btseg.decisions import (
     verdict_for,
 )
 from btseg.errors import ConfigError, ImageError, RunError
-from btseg.gate import GateResult, check_input
+from btseg.gate import AppearanceGate, GateResult, check_input, load_appearance_gate
 from btseg.infer import Classifier, Segmenter, check_batch_size
 from btseg.outputs import atomic_write_bytes, gray_png, labelme_json, mask_png
 
@@ -136,16 +136,19 @@ class Predictor:
         segmenter: Segmenter,
         classifier: Classifier | None = None,
         allow_any_modality: bool = False,
+        appearance: AppearanceGate | None = None,
     ) -> None:
         self.segmenter = segmenter
         self.classifier = classifier
         self.allow_any_modality = allow_any_modality
+        self.appearance = appearance
 
     @classmethod
     def from_models_dir(
         cls, models_dir: str | Path, model: str = "attention"
     ) -> tuple[Predictor, list[str]]:
-        """(Predictor, warnings): the segmenter ``model`` and, when usable, the classifier.
+        """(Predictor, warnings): the segmenter ``model`` and, when usable, the classifier and
+        the fitted input gate (models_dir/input_gate.json).
 
         Raises:
             RunError: the segmentation run is missing or broken (the message gives the fix).
@@ -164,7 +167,17 @@ class Predictor:
         except RunError as error:
             classifier = None
             notes.append(f"no class probabilities: {error}")
-        return cls(segmenter, classifier), notes
+        try:
+            appearance = load_appearance_gate(models_dir)
+        except RunError as error:
+            appearance = None
+            notes.append(f"no appearance check: {error}")
+        if appearance is None:
+            notes.append(
+                "no appearance check: the input gate is not fitted (btseg fit-gate fits it); "
+                "only the modality, size and content are checked"
+            )
+        return cls(segmenter, classifier, appearance=appearance), notes
 
     @property
     def operating_point(self) -> OperatingPoint:
@@ -195,7 +208,7 @@ class Predictor:
         and only checked for size and content."""
         if not isinstance(image, DecodedImage):
             image = DecodedImage(np.asarray(image), "array", "array", 8, None, "L")
-        return check_input(image, allow_any_modality=self.allow_any_modality)
+        return check_input(image, self.allow_any_modality, self.appearance)
 
     def refused(self, image: DecodedImage | np.ndarray, gate: GateResult) -> Prediction:
         """The Prediction of an image the gate refused: verdict inconclusive, nothing found."""

@@ -48,6 +48,32 @@ def _stale_models(models_dir: Path, fingerprint: str) -> tuple[list[str], list[s
     return missing, stale
 
 
+def _fit_gate(
+    data_dir: Path, models_dir: Path, fingerprint: str, progress: Callable[[str], None]
+) -> None:
+    """Fit the input gate's appearance check on this dataset unless it is current (seconds,
+    no TensorFlow)."""
+    from btseg.errors import BtsegError
+    from btseg.gate import fit_for_dataset, load_appearance_gate
+
+    try:
+        gate = load_appearance_gate(models_dir)
+    except BtsegError:
+        gate = None
+    if gate is not None and gate.data_fingerprint == fingerprint:
+        return
+    try:
+        gate = fit_for_dataset(data_dir, models_dir, cache_dir=config.cache_dir())
+    except (BtsegError, ValueError) as error:
+        progress(f"  The input gate's appearance check was not fitted: {error}")
+        return
+    progress(
+        f"  Input gate fitted: refuses {gate.report['non_radiographs_refused']:.0%} of "
+        f"{gate.report['non_radiographs']} non-radiographs and "
+        f"{gate.report['validation_refused']:.1%} of the validation radiographs"
+    )
+
+
 def prepare(
     data_dir: Path | None = None,
     models_dir: Path | None = None,
@@ -133,9 +159,10 @@ def prepare(
         progress("[3/4] Models are trained on this dataset")
 
     from btseg.errors import BtsegError
-    from btseg.evaluate import evaluate_run, stage_progress
+    from btseg.evaluation import evaluate_run, stage_progress
     from btseg.runs import run_name_for
 
+    _fit_gate(data_dir, models_dir, fingerprint, progress)
     _, stale = _stale_models(models_dir, fingerprint)
     runs = [
         models_dir / run_name_for(m)

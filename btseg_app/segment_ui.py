@@ -30,6 +30,7 @@ from btseg.data.labelme import Lesion, lesions_mask
 from btseg.data.labelme import read_annotation as read_labelme
 from btseg.data.regions import BOX_MARGIN
 from btseg.decisions import LesionFinding, OperatingPoint, most_probable_lesion
+from btseg.formatting import format_number
 from btseg.runs import CONFIG_FILE, MODEL_FILE, THRESHOLD_FILE, read_run_info, train_command
 
 SEGMENTER_RUNS: dict[str, str] = {spec.run: spec.title for spec in registry.SEGMENTERS}
@@ -111,6 +112,25 @@ def _segmenter(path: str, stamp: tuple):
 def load_segmenter(status: RunStatus):
     """The Segmenter of a run, loaded once and shared by every session. Raises RunError."""
     return _segmenter(status.path, status.stamp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _appearance(models_dir: str, stamp: int):
+    from btseg.gate import load_appearance_gate
+
+    return load_appearance_gate(models_dir)
+
+
+def load_appearance(models_dir: Path):
+    """The fitted appearance check of the input gate (None when not fitted). Raises RunError
+    for an unreadable file."""
+    from btseg.gate import APPEARANCE_FILE
+
+    try:
+        stamp = (Path(models_dir) / APPEARANCE_FILE).stat().st_mtime_ns
+    except OSError:
+        stamp = -1
+    return _appearance(str(models_dir), stamp)
 
 
 @st.cache_resource(show_spinner="Loading the classifier…", max_entries=2)
@@ -381,7 +401,9 @@ def mask_scores(truth: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
 
 
 def format_score(value: float) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value:.3f}"
+    """A score on the Segment page: btseg.formatting.format_number, with this page's em dash
+    for an undefined score (Dice of an empty truth and an empty prediction)."""
+    return format_number(value, missing="—")
 
 
 # --------------------------------------------------------------------------------------------

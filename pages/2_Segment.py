@@ -262,11 +262,18 @@ def draw_classifier(source, status, display, lesions):
     return probabilities, lesion
 
 
-def gate_ui(source) -> bool:
+def gate_ui(source, models_dir: Path) -> bool:
     """The input gate (btseg.gate) before any model runs: True when the image may be segmented;
     otherwise the verdict is inconclusive, with the reason and the fix."""
     override_key = "segment_any_modality"
-    gate = check_input(source.image, allow_any_modality=bool(st.session_state.get(override_key)))
+    try:
+        appearance = ui.load_appearance(models_dir)
+    except BtsegError as error:
+        common.error_box(error)
+        appearance = None
+    gate = check_input(
+        source.image, bool(st.session_state.get(override_key)), appearance
+    )
     for note in gate.notes:
         st.caption(f":material/info: {note}")
     if gate.accepted:
@@ -468,7 +475,7 @@ def main() -> None:
     source = source_ui(dataset)
     if source is None:
         return
-    if not gate_ui(source):
+    if not gate_ui(source, models_dir):
         return
     try:
         segmenter = ui.load_segmenter(status)

@@ -54,7 +54,7 @@ class TrainedModels:
 def build_models(data_dir: Path, models_dir: Path, cache_dir: Path,
                  models: tuple[str, ...] = ("basic", "attention", "classifier")) -> TrainedModels:
     """Train (tiny) and evaluate each model into models_dir; returns the folders."""
-    from btseg.evaluate import evaluate_run
+    from btseg.evaluation import evaluate_run
     from btseg.train import train_model
 
     for name in models:
@@ -63,6 +63,9 @@ def build_models(data_dir: Path, models_dir: Path, cache_dir: Path,
                           cache_dir=cache_dir)
         evaluate_run(run, data_dir, cache_dir=cache_dir, log=None,
                      n_resamples=BOOTSTRAP_RESAMPLES)
+    from btseg.gate import fit_for_dataset
+
+    fit_for_dataset(data_dir, models_dir, cache_dir=cache_dir)
     return TrainedModels(models_dir=models_dir, cache_dir=cache_dir, data_dir=data_dir)
 
 

@@ -263,6 +263,9 @@ def test_run_predict_loads_runs_and_warns_without_classifier(runs, tmp_path):
     assert "no class probabilities" in summary.attrs["warnings"][0]
 
     shutil.copytree(runs["classifier"], models_dir / "classifier")
+    with pytest.warns(UserWarning, match="btseg fit-gate"):
+        run_predict([tmp_path / "scan.png"], tmp_path / "out", models_dir)
+    shutil.copy(runs["attention"].parent / "input_gate.json", models_dir)
     threshold = low_threshold(Segmenter.from_run(runs["attention"]), image)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
