@@ -11,6 +11,7 @@ import streamlit as st
 
 from btseg import config, registry
 from btseg.errors import BtsegError
+from btseg.formatting import format_number
 from btseg_app import common
 
 PAGE_DESCRIPTIONS = {
@@ -94,7 +95,7 @@ def _model_card(run_name: str, info: dict) -> None:
         if point is not None:
             score = validation.get("mean_dice")
             left, right = st.columns(2)
-            left.metric("Validation mean Dice", "–" if score is None else f"{score:.3f}")
+            left.metric("Validation mean Dice", format_number(score))
             right.metric("Operating threshold", f"{point.threshold:.3g}")
             flagged = validation.get("normal_flagged")
             st.caption(
@@ -103,13 +104,13 @@ def _model_card(run_name: str, info: dict) -> None:
             )
         else:
             score = validation.get("balanced_accuracy")
-            st.metric("Validation balanced accuracy", "–" if score is None else f"{score:.3f}")
+            st.metric("Validation balanced accuracy", format_number(score))
             verdict = _verdict_of(Path(info["path"]))
             if verdict is not None:
                 st.caption(
                     f"Verdict on {verdict.get('n_images')} whole test images (with the "
                     f"{registry.title_of(verdict.get('segmentation_run', ''))}): balanced accuracy "
-                    f"**{verdict.get('balanced_accuracy', float('nan')):.3f}**, malignant recall "
+                    f"**{format_number(verdict.get('balanced_accuracy'))}**, malignant recall "
                     f"{(verdict.get('recall') or {}).get('malignant') or 0:.2f}"
                 )
 
