@@ -46,6 +46,8 @@ class DecodedImage:
             than 8 bits were mapped, MONOCHROME1 inverted ...).
         modality: the DICOM Modality ("DX", "CT" ...; "" when the file has none), None for
             JPEG and PNG.
+        study_uid, patient_id: the DICOM StudyInstanceUID and PatientID ("" for other files),
+            which group the views of one examination.
     """
 
     pixels: np.ndarray
@@ -56,6 +58,8 @@ class DecodedImage:
     original_mode: str
     notes: tuple[str, ...] = ()
     modality: str | None = None
+    study_uid: str = ""
+    patient_id: str = ""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -420,6 +424,8 @@ def _read_dicom(data: bytes, label: str, force: bool) -> DecodedImage:
         original_mode=photometric,
         notes=tuple(notes),
         modality=str(dataset.get("Modality", "") or "").strip().upper(),
+        study_uid=str(dataset.get("StudyInstanceUID", "") or "").strip(),
+        patient_id=str(dataset.get("PatientID", "") or "").strip(),
     )
 
 
