@@ -1,4 +1,4 @@
-"""Cached evaluation loaders and the messages the Thresholds and Compare pages share.
+"""Cached evaluation loaders, messages and drawing helpers the Thresholds and Compare pages share.
 
 Evaluations are read by btseg.evaluation (no TensorFlow) and kept with st.cache_resource, keyed
 by the run folder and a signature of its files, so every session shares one copy and a new
@@ -7,17 +7,17 @@ by the run folder and a signature of its files, so every session shares one copy
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from btseg import config, evaluation, registry, runs, viz
+from btseg.data.cache import data_fingerprint
 from btseg.data.images import postprocess, read_image
 from btseg.data.labelme import lesions_mask, read_annotation
 from btseg.errors import AnnotationError, BtsegError
+from btseg_app import common
 
 SEGMENTATION_RUNS = tuple(spec.run for spec in registry.SEGMENTERS)
 #: Longest side of the test images shown beside their predictions.
@@ -171,213 +171,6 @@ def side_by_side(panels: list[np.ndarray], gap: int = 6) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Tables and text (pure; the pages draw them)
-
-
-def metrics_at(segmentation, threshold: float) -> dict[str, float]:
-    """Every number the Thresholds page shows at one threshold.
-
-    Pixel metrics and counts are exact at `threshold` (the score histogram); per-image numbers
-    (mean Dice of tumour images, normal images flagged, tumour images found) are at the nearest
-    sweep threshold, which is `threshold` itself for the slider's values.
-    """
-    counts = segmentation.confusion_at(threshold)
-    pixel = segmentation.metrics_at(threshold)
-    per_image = segmentation.per_image_at(threshold)
-    tumour = per_image[per_image["tumour"].astype(bool)]
-    normal = per_image[per_image["label"] == "normal"]
-    return {
-        **pixel,
-        "mean_dice": float(tumour["dice"].mean()) if len(tumour) else math.nan,
-        "mean_iou": float(tumour["iou"].mean()) if len(tumour) else math.nan,
-        "normal_fp_rate": float(normal["predicted_lesion"].mean()) if len(normal) else math.nan,
-        "tumour_detection_rate": (
-            float(tumour["predicted_lesion"].mean()) if len(tumour) else math.nan
-        ),
-        "tp": int(counts.tp), "fp": int(counts.fp), "fn": int(counts.fn), "tn": int(counts.tn),
-    }
-
-
-def _text(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{float(value):.{digits}f}"
-
-
-def _with_interval(value, interval) -> str:
-    text = _text(value)
-    if interval and interval[0] is not None and not math.isnan(float(interval[0])):
-        text += f"  [{_text(interval[0])}, {_text(interval[1])}]"
-    return text
-
-
-#: (label, key in summary blocks, key of its interval in ci95 or None)
-COMPARISON_ROWS = (
-    ("Mean Dice, tumour images", "mean_dice_tumour", "mean_dice_tumour"),
-    ("Mean IoU, tumour images", "mean_iou_tumour", "mean_iou_tumour"),
-    ("Pooled Dice (all pixels)", "pooled_dice", "pooled_dice"),
-    ("Sensitivity (pixels)", "sensitivity", None),
-    ("Specificity (pixels)", "specificity", None),
-    ("Precision (pixels)", "precision", None),
-    ("Tumour images found", "tumour_detection_rate", "tumour_detection_rate"),
-    ("Normal images flagged (lower is better)", "normal_fp_rate", "normal_fp_rate"),
-)
-
-
-def comparison_table(evaluations: dict) -> pd.DataFrame:
-    """One row per metric, one column per model ("value  [95% CI]") and the difference
-    (second model minus first). Values at each model's validation threshold; the threshold,
-    pixel AUC and AP, and the optimistic best-on-test mean Dice follow."""
-    names = list(evaluations)
-    table = evaluation.metric_table(evaluations)
-    validation_rows = {row["model"]: row for row in table.to_dict("records")
-                       if row["operating_point"] == "validation"}
-    best_rows = {row["model"]: row for row in table.to_dict("records")
-                 if row["operating_point"] != "validation"}
-    rows = []
-
-    def add(label: str, values: dict, texts: dict) -> None:
-        row = {"metric": label}
-        row.update({viz.model_label(name): texts[name] for name in names})
-        if len(names) == 2:
-            first, second = (values.get(name) for name in names)
-            valid = all(v is not None and not math.isnan(float(v)) for v in (first, second))
-            row["difference"] = f"{float(second) - float(first):+.3f}" if valid else "–"
-        rows.append(row)
-
-    for label, key, interval_key in COMPARISON_ROWS:
-        values, texts = {}, {}
-        for name in names:
-            block = evaluations[name].summary.get("at_validation_threshold") or {}
-            value = block.get(key)
-            value = math.nan if value is None else float(value)
-            values[name] = value
-            interval = (block.get("ci95") or {}).get(interval_key) if interval_key else None
-            texts[name] = _with_interval(value, interval)
-        add(label, values, texts)
-    for label, key in (("Pixel ROC AUC", "pixel_auc"), ("Average precision (pixels)",
-                                                       "average_precision")):
-        values = {name: float(validation_rows[name][key]) for name in names}
-        add(label, values, {name: _text(values[name]) for name in names})
-    thresholds = {name: float(validation_rows[name]["threshold"]) for name in names}
-    rows.append({"metric": "Validation threshold (operating point)",
-                 **{viz.model_label(name): f"{thresholds[name]:.4g}" for name in names},
-                 **({"difference": ""} if len(names) == 2 else {})})
-    if all(name in best_rows for name in names):
-        values = {name: float(best_rows[name]["mean_dice_tumour"]) for name in names}
-        texts = {name: f"{_text(values[name])} at {float(best_rows[name]['threshold']):.4g}"
-                 for name in names}
-        add("Mean Dice at the best threshold on test (optimistic)", values, texts)
-    return pd.DataFrame(rows)
-
-
-def paired_per_image(evaluations: dict) -> pd.DataFrame:
-    """Test images of both evaluations with each model's Dice and predicted area at its
-    validation threshold: image_id, label, subtype, size_bucket, true_area_percent, tumour,
-    dice_<run>, pred_area_<run>, flagged_<run> (a lesion predicted)."""
-    merged = None
-    for name, item in evaluations.items():
-        table = item.per_image
-        part = table[["image_id", "dice", "pred_area_px", "predicted_lesion"]].rename(columns={
-            "dice": f"dice_{name}", "pred_area_px": f"pred_area_{name}",
-            "predicted_lesion": f"flagged_{name}",
-        })
-        if merged is None:
-            info = table[["image_id", "label", "subtype", "size_bucket", "true_area_percent",
-                          "tumour"]].copy()
-            info["size_bucket"] = info["size_bucket"].fillna("").astype(str)
-            info["subtype"] = info["subtype"].fillna("").astype(str)
-            merged = info.merge(part, on="image_id")
-        else:
-            merged = merged.merge(part, on="image_id")
-    return merged if merged is not None else pd.DataFrame()
-
-
-def split_mismatch(evaluations: dict) -> str | None:
-    """A warning when the evaluations were not made on the same test split and data."""
-    summaries = [item.summary for item in evaluations.values()]
-    for key, what in (("split_id", "test splits"), ("data_fingerprint", "dataset versions")):
-        values = {summary.get(key) for summary in summaries}
-        if len(values) > 1:
-            return (f"The models were evaluated on different {what}, so the per-image comparison "
-                    "covers only the images they share. Re-evaluate both: `btseg evaluate`.")
-    return None
-
-
-def gallery_ids(paired: pd.DataFrame, mode: str, count: int, seed: int = 0,
-                model: str = "attention_unet", baseline: str = "basic_unet") -> list[str]:
-    """Image ids for the gallery.
-
-    Modes: "Best" / "Worst" — tumour images by `model`'s Dice (ties by image id);
-    "Biggest differences" — tumour images by |Dice(model) - Dice(baseline)|; "Random" — any test
-    image, normal ones included, drawn with `seed`.
-    """
-    if paired.empty:
-        return []
-    tumours = paired[paired["tumour"].astype(bool)]
-    if mode == "Best":
-        ordered = tumours.sort_values([f"dice_{model}", "image_id"], ascending=[False, True])
-    elif mode == "Worst":
-        ordered = tumours.sort_values([f"dice_{model}", "image_id"], ascending=[True, True])
-    elif mode == "Biggest differences":
-        gap = (tumours[f"dice_{model}"] - tumours[f"dice_{baseline}"]).abs()
-        ordered = tumours.assign(gap=gap).sort_values(["gap", "image_id"], ascending=[False, True])
-    else:
-        rng = np.random.default_rng(seed)
-        positions = rng.permutation(len(paired))[:count]
-        return paired.iloc[positions]["image_id"].astype(str).tolist()
-    return ordered["image_id"].astype(str).head(count).tolist()
-
-
-def pixel_accuracy_explanation(evaluations: dict) -> dict:
-    """Numbers and Markdown on why pixel accuracy (and Keras' MeanIoU) mislead on this split.
-
-    Returns {"empty": viz.empty_prediction_scores of the test pixels, "models": {run:
-    {"accuracy", "dice", "threshold", "predicted_pixels"}}, "text": Markdown}.
-    """
-    first = next(iter(evaluations.values()))
-    positives, negatives = (int(np.sum(part)) for part in first.histogram)
-    empty = viz.empty_prediction_scores(positives, negatives)
-    models = {}
-    for name, item in evaluations.items():
-        threshold = item.validation_threshold
-        values = item.metrics_at(threshold)
-        counts = item.confusion_at(threshold)
-        models[name] = {"accuracy": values["accuracy"], "dice": values["dice"],
-                        "threshold": threshold, "predicted_pixels": int(counts.tp + counts.fp)}
-    total = positives + negatives
-    lines = [
-        f"On this test split tumour pixels are only **{100 * empty['tumour_share']:.2f}%** of "
-        f"all {total:,} pixels. A model that predicts **no tumour anywhere** is right on every "
-        f"background pixel, so it scores **{100 * empty['pixel_accuracy']:.2f}% pixel "
-        "accuracy** while finding nothing: its Dice and tumour IoU are 0.",
-        "",
-        f"The Keras `MeanIoU` trap: averaging the background class in gives that empty "
-        f"prediction a mean IoU of **{empty['keras_mean_iou']:.3f}** (background IoU "
-        f"{empty['pixel_accuracy']:.3f} and tumour IoU 0, averaged), which looks like a "
-        "half-decent model.",
-        "",
-    ]
-    for name, values in models.items():
-        gain = 100 * (values["accuracy"] - empty["pixel_accuracy"])
-        lines.append(
-            f"- **{viz.model_label(name)}** at its validation threshold "
-            f"{values['threshold']:.4g}: pixel accuracy {100 * values['accuracy']:.2f}% "
-            f"({gain:+.2f} points against predicting nothing), pooled Dice "
-            f"{_text(values['dice'])}"
-            + (" — it predicts no tumour pixel at all." if values["predicted_pixels"] == 0
-               else ".")
-        )
-    lines += [
-        "",
-        "So btseg reports tumour-only Dice and IoU, per image and pooled, with normal images "
-        "counted separately; pixel accuracy and background-averaged IoU are never used to "
-        "choose or compare models.",
-    ]
-    return {"empty": empty, "models": models, "text": "\n".join(lines)}
-
-
-# --------------------------------------------------------------------------------------------
 # Messages
 
 
@@ -405,43 +198,40 @@ def evaluate_command(run_name: str) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _model_fingerprint(run_dir: str, stamp: tuple) -> str:
-    # btseg.evaluate imports TensorFlow only to run a model; its fingerprint is plain hashing.
-    from btseg.evaluate import model_fingerprint
-
-    return model_fingerprint(run_dir)
+    return evaluation.model_fingerprint(run_dir)
 
 
-def staleness(result) -> list[str]:
-    """Why an evaluation may no longer describe the run and dataset in use ([] when current):
-    it was made on another dataset folder, or the model was trained again since."""
-    summary = result.summary
-    run_dir = Path(result.run_dir)
-    reasons = []
-    evaluated_on = summary.get("data_dir")
-    if evaluated_on:
-        try:
-            same = Path(evaluated_on).resolve() == config.data_dir().resolve()
-        except OSError:
-            same = False
-        if not same:
-            reasons.append(f"it was made on the dataset at `{evaluated_on}`, not on the one "
-                           f"loaded now (`{config.data_dir()}`)")
+def cached_model_fingerprint(run_dir: Path) -> str:
+    """evaluation.model_fingerprint, recomputed only when model.keras or threshold.json change."""
     stamp = []
     for name in (runs.MODEL_FILE, runs.THRESHOLD_FILE):
         try:
-            status = (run_dir / name).stat()
+            status = (Path(run_dir) / name).stat()
             stamp.append((name, status.st_size, status.st_mtime_ns))
         except OSError:
             stamp.append((name, -1, -1))
-    recorded = summary.get("model_fingerprint")
-    if recorded and recorded != _model_fingerprint(str(run_dir), tuple(stamp)):
-        reasons.append("the model was trained again after it")
-    return reasons
+    return _model_fingerprint(str(run_dir), tuple(stamp))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _data_fingerprint(data_dir: str, signature: tuple) -> str:
+    return data_fingerprint(common.load_dataset(Path(data_dir)).usable)
+
+
+def current_data_fingerprint() -> str | None:
+    """The data fingerprint of the dataset in use, or None when it cannot be opened."""
+    data_dir = config.data_dir()
+    try:
+        return _data_fingerprint(str(data_dir), common.dataset_signature(data_dir))
+    except BtsegError:
+        return None
 
 
 def stale_warning(result, run_name: str) -> None:
-    """st.warning with the command that refreshes an out-of-date evaluation (nothing if current)."""
-    reasons = staleness(result)
+    """st.warning with the command that refreshes an out-of-date evaluation (nothing if current):
+    evaluation.staleness against the dataset and run folder in use."""
+    reasons = evaluation.staleness(result, config.data_dir(), current_data_fingerprint(),
+                                   fingerprint=cached_model_fingerprint)
     if reasons:
         st.warning(
             f"The evaluation of the {viz.model_label(run_name)} may be out of date: "

@@ -14,25 +14,12 @@ import streamlit as st
 
 from btseg import config, metrics, viz
 from btseg.errors import BtsegError
+from btseg.evaluation import curve_points
+from btseg.formatting import format_number, format_threshold
 from btseg_app import common, evaluation_ui
 
 STUDY_THRESHOLDS = metrics.STUDY_THRESHOLDS
 PIXEL_LABELS = ("background", "tumour")
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def fmt(value, digits: int = 3) -> str:
-    """A metric for display: 3 decimals, "–" for a missing value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{float(value):.{digits}f}"
-
-
-def fmt_threshold(value: float) -> str:
-    return f"{value:.4g}"
 
 
 METRIC_ROWS = (
@@ -83,7 +70,7 @@ def threshold_ui(model: str, evaluation) -> float:
         threshold = st.select_slider(
             "Threshold (log scale): a pixel is tumour when its probability is at least this",
             options=options,
-            format_func=fmt_threshold,
+            format_func=format_threshold,
             key=key,
         )
     with buttons_column:
@@ -91,14 +78,14 @@ def threshold_ui(model: str, evaluation) -> float:
         left.button(
             "Validation", key=f"thresholds_set_validation_{model}", icon=":material/flag:",
             on_click=set_to, args=(validation,), width="stretch",
-            help=f"{fmt_threshold(validation)}: the operating point, chosen on the validation "
+            help=f"{format_threshold(validation)}: the operating point, chosen on the validation "
             "images only.",
         )
         if best is not None:
             middle.button(
                 "Best on test", key=f"thresholds_set_best_{model}", icon=":material/warning:",
                 on_click=set_to, args=(best,), width="stretch",
-                help=f"{fmt_threshold(best)}: optimistic, picked by looking at the test answers.",
+                help=f"{format_threshold(best)}: optimistic, picked by looking at the test answers.",
             )
         right.button("0.5", key=f"thresholds_set_half_{model}", on_click=set_to, args=(0.5,),
                      width="stretch", help="The default of most code, and the study's first row.")
@@ -117,17 +104,17 @@ def draw_summary(evaluation, validation: float) -> None:
     interval = ci.get("mean_dice_tumour")
     columns = st.columns(5)
     columns[0].metric(
-        "Validation threshold", fmt_threshold(validation), border=True,
+        "Validation threshold", format_threshold(validation), border=True,
         help="Chosen on the validation images (max mean Dice): the operating point.",
     )
     columns[1].metric(
-        "Mean Dice at it", fmt(at_validation.get("mean_dice_tumour")), border=True,
+        "Mean Dice at it", format_number(at_validation.get("mean_dice_tumour")), border=True,
         help="Mean of per-image Dice over the test images with a tumour"
-        + (f"; 95% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "") + ".",
+        + (f"; 95% interval {format_number(interval[0])}–{format_number(interval[1])}" if interval else "") + ".",
     )
-    columns[2].metric("Pixel ROC AUC", fmt(summary.get("pixel_auc")), border=True,
+    columns[2].metric("Pixel ROC AUC", format_number(summary.get("pixel_auc")), border=True,
                       help="Over every test pixel at original resolution.")
-    columns[3].metric("Average precision", fmt(summary.get("average_precision")), border=True,
+    columns[3].metric("Average precision", format_number(summary.get("average_precision")), border=True,
                       help="Area under the pixel precision-recall curve.")
     flagged = at_validation.get("normal_fp_rate")
     columns[4].metric(
@@ -140,11 +127,11 @@ def draw_summary(evaluation, validation: float) -> None:
         f"{summary.get('n_normal_images', '?')} normal; metrics at the original resolution."
     ]
     if interval:
-        parts.append(f"Mean Dice 95% interval (bootstrap over patients): {fmt(interval[0])}–{fmt(interval[1])}.")
+        parts.append(f"Mean Dice 95% interval (bootstrap over patients): {format_number(interval[0])}–{format_number(interval[1])}.")
     if best.get("threshold") is not None:
         parts.append(
-            f"Best on test: threshold {fmt_threshold(best['threshold'])}, mean Dice "
-            f"{fmt(best.get('mean_dice_tumour'))} — optimistic, since it was chosen on the test answers."
+            f"Best on test: threshold {format_threshold(best['threshold'])}, mean Dice "
+            f"{format_number(best.get('mean_dice_tumour'))} — optimistic, since it was chosen on the test answers."
         )
     st.caption(" ".join(parts))
 
@@ -152,8 +139,8 @@ def draw_summary(evaluation, validation: float) -> None:
 def draw_threshold_section(evaluation, model: str, validation: float) -> float:
     st.header("Move the threshold", divider="gray")
     threshold = threshold_ui(model, evaluation)
-    chosen = evaluation_ui.metrics_at(evaluation, threshold)
-    reference = evaluation_ui.metrics_at(evaluation, validation)
+    chosen = evaluation.results_at(threshold)
+    reference = evaluation.results_at(validation)
 
     cards = st.columns(5)
     for column, (key, label) in zip(
@@ -164,7 +151,7 @@ def draw_threshold_section(evaluation, model: str, validation: float) -> float:
     ):
         delta = chosen[key] - reference[key]
         column.metric(
-            label, fmt(chosen[key]), border=True,
+            label, format_number(chosen[key]), border=True,
             delta=None if threshold == validation or math.isnan(delta) else f"{delta:+.3f}",
             help="Below the value: the change against the validation threshold (the operating "
             "point).",
@@ -173,7 +160,7 @@ def draw_threshold_section(evaluation, model: str, validation: float) -> float:
     with left:
         matrix = np.array([[chosen["tn"], chosen["fp"]], [chosen["fn"], chosen["tp"]]])
         figure = viz.confusion_matrix_figure(
-            matrix, PIXEL_LABELS, title=f"Pixels at threshold {fmt_threshold(threshold)}",
+            matrix, PIXEL_LABELS, title=f"Pixels at threshold {format_threshold(threshold)}",
             subtitle="Every test pixel at original resolution; exact at this threshold",
             compact=True,
         )
@@ -183,8 +170,8 @@ def draw_threshold_section(evaluation, model: str, validation: float) -> float:
         rows = [
             {
                 "metric": label,
-                f"at {fmt_threshold(threshold)}": chosen[key],
-                f"validation {fmt_threshold(validation)}": reference[key],
+                f"at {format_threshold(threshold)}": chosen[key],
+                f"validation {format_threshold(validation)}": reference[key],
             }
             for key, label in METRIC_ROWS
         ]
@@ -231,27 +218,18 @@ def draw_curves(evaluation, model: str, threshold: float, validation: float, bes
         st.plotly_chart(
             viz.size_bucket_figure(
                 {model: per_image[per_image["tumour"].astype(bool)]},
-                title=f"Mean Dice by lesion size at {fmt_threshold(threshold)}",
+                title=f"Mean Dice by lesion size at {format_threshold(threshold)}",
                 subtitle="Bucket: share of the image the true lesion covers",
             ),
             key="thresholds_size_buckets", config={"displaylogo": False}, width="stretch",
         )
 
 
-def operating_points(evaluation, validation: float) -> tuple[tuple[float, float], tuple[float, float]]:
-    """((fpr, tpr), (recall, precision)) at the validation threshold."""
-    values = evaluation.metrics_at(validation)
-    fpr = 1.0 - float(values["specificity"])
-    return (fpr, float(values["sensitivity"])), (float(values["sensitivity"]), float(values["precision"]))
-
-
 def draw_roc_pr(evaluation, model: str, validation: float) -> None:
     st.header("Pixel ROC and precision-recall", divider="gray")
     curves = evaluation.curves
     summary = evaluation.summary
-    roc_point, pr_point = operating_points(evaluation, validation)
-    positives, negatives = (int(np.sum(part)) for part in evaluation.histogram)
-    prevalence = positives / (positives + negatives) if positives + negatives else None
+    points = curve_points(evaluation, validation)
     log_fpr = st.toggle(
         "Log false-positive axis", value=True, key="thresholds_log_fpr",
         help="Tumour pixels are rare, so the useful part of the ROC is at tiny false-positive rates.",
@@ -261,7 +239,7 @@ def draw_roc_pr(evaluation, model: str, validation: float) -> None:
         st.plotly_chart(
             viz.roc_figure(
                 {model: (curves["roc_fpr"], curves["roc_tpr"])},
-                areas={model: summary.get("pixel_auc")}, points={model: roc_point}, log_fpr=log_fpr,
+                areas={model: summary.get("pixel_auc")}, points={model: points.roc}, log_fpr=log_fpr,
             ),
             key="thresholds_roc", config={"displaylogo": False}, width="stretch",
         )
@@ -269,8 +247,8 @@ def draw_roc_pr(evaluation, model: str, validation: float) -> None:
         st.plotly_chart(
             viz.pr_figure(
                 {model: (curves["pr_recall"], curves["pr_precision"])},
-                areas={model: summary.get("average_precision")}, prevalence=prevalence,
-                points={model: pr_point},
+                areas={model: summary.get("average_precision")}, prevalence=points.prevalence,
+                points={model: points.pr},
             ),
             key="thresholds_pr", config={"displaylogo": False}, width="stretch",
         )
@@ -298,9 +276,9 @@ STUDY_COLUMNS = (
 def draw_study_table(evaluation, validation: float) -> None:
     st.header("The study's thresholds", divider="gray")
     rows = []
-    for threshold, label in [*((value, fmt_threshold(value)) for value in STUDY_THRESHOLDS),
-                             (validation, f"{fmt_threshold(validation)} (validation)")]:
-        values = evaluation_ui.metrics_at(evaluation, threshold)
+    for threshold, label in [*((value, format_threshold(value)) for value in STUDY_THRESHOLDS),
+                             (validation, f"{format_threshold(validation)} (validation)")]:
+        values = evaluation.results_at(threshold)
         rows.append({"threshold": label, **{name: values[key] for key, name in STUDY_COLUMNS}})
     table = pd.DataFrame(rows)
     st.dataframe(
@@ -315,7 +293,7 @@ def draw_study_table(evaluation, validation: float) -> None:
     st.caption(
         "The BTXRD study swept these thresholds and reported the best on test; the attention "
         "U-Net it describes reached its best mean Dice at 0.001. Here the operating point is the "
-        f"validation threshold ({fmt_threshold(validation)}, last row); a best row picked from "
+        f"validation threshold ({format_threshold(validation)}, last row); a best row picked from "
         "this table is optimistic. Mean Dice and IoU average the test images with a tumour; "
         "\"tumours found\" and \"normals flagged\" count images with any predicted lesion."
     )
@@ -363,18 +341,18 @@ def draw_classifier() -> None:
     ci = summary.get("ci95", {}) or {}
     macro_ci = ci.get("macro_auc")
     cards = st.columns(4)
-    cards[0].metric("Accuracy", fmt(summary.get("accuracy")), border=True)
-    cards[1].metric("Balanced accuracy", fmt(summary.get("balanced_accuracy")), border=True,
+    cards[0].metric("Accuracy", format_number(summary.get("accuracy")), border=True)
+    cards[1].metric("Balanced accuracy", format_number(summary.get("balanced_accuracy")), border=True,
                     help="Mean recall of the three classes: malignant images count as much as normal ones.")
     cards[2].metric(
-        "Macro AUC", fmt(summary.get("macro_auc")), border=True,
+        "Macro AUC", format_number(summary.get("macro_auc")), border=True,
         help="Mean of the one-vs-rest AUCs"
-        + (f"; 95% interval {fmt(macro_ci[0])}–{fmt(macro_ci[1])}" if macro_ci else "") + ".",
+        + (f"; 95% interval {format_number(macro_ci[0])}–{format_number(macro_ci[1])}" if macro_ci else "") + ".",
     )
-    cards[3].metric("Calibration error (ECE)", fmt(summary.get("ece")), border=True,
+    cards[3].metric("Calibration error (ECE)", format_number(summary.get("ece")), border=True,
                     help="Mean gap between confidence and accuracy over confidence bins.")
     if macro_ci:
-        st.caption(f"Macro AUC 95% interval (bootstrap over patients): {fmt(macro_ci[0])}–{fmt(macro_ci[1])}. "
+        st.caption(f"Macro AUC 95% interval (bootstrap over patients): {format_number(macro_ci[0])}–{format_number(macro_ci[1])}. "
                    f"{len(evaluation.predictions)} test images.")
 
     names = evaluation.class_names or list(config.CLASS_NAMES)
@@ -451,7 +429,7 @@ def draw_verdict() -> None:
         f"{verdict.get('n_images')} whole test images through the pipeline `btseg predict` "
         f"uses. Rule: {verdict.get('rule')}. Operating point of the "
         f"{viz.model_label(verdict.get('segmentation_run', ''))}: threshold "
-        f"{fmt_threshold((verdict.get('operating_point') or {}).get('threshold'))}, smallest lesion "
+        f"{format_threshold((verdict.get('operating_point') or {}).get('threshold'))}, smallest lesion "
         f"{100 * (verdict.get('operating_point') or {}).get('min_lesion_fraction', 0):.2g}% of the image."
     )
     recall = verdict.get("recall") or {}
@@ -459,17 +437,17 @@ def draw_verdict() -> None:
     balanced_ci = ci.get("balanced_accuracy")
     cards = st.columns(4)
     cards[0].metric(
-        "Balanced accuracy", fmt(verdict.get("balanced_accuracy")), border=True,
-        help=f"Chance is {fmt(verdict.get('chance_balanced_accuracy'))}"
-        + (f"; 95% interval {fmt(balanced_ci[0])}–{fmt(balanced_ci[1])}" if balanced_ci else "")
+        "Balanced accuracy", format_number(verdict.get("balanced_accuracy")), border=True,
+        help=f"Chance is {format_number(verdict.get('chance_balanced_accuracy'))}"
+        + (f"; 95% interval {format_number(balanced_ci[0])}–{format_number(balanced_ci[1])}" if balanced_ci else "")
         + ".",
     )
     for card, name in zip(cards[1:], ("normal", "benign", "malignant"), strict=True):
         interval = ci.get(f"recall_{name}")
         card.metric(
-            f"Recall {name}", fmt(recall.get(name)), border=True,
+            f"Recall {name}", format_number(recall.get(name)), border=True,
             help="Share of the test images of this class given this verdict"
-            + (f"; 95% interval {fmt(interval[0])}–{fmt(interval[1])}" if interval else "") + ".",
+            + (f"; 95% interval {format_number(interval[0])}–{format_number(interval[1])}" if interval else "") + ".",
         )
     names = list(verdict.get("classes") or config.CLASS_NAMES)
     st.plotly_chart(

@@ -7,24 +7,26 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from btseg import config, metrics, viz
+from btseg import config, viz
 from btseg.errors import BtsegError, ImageError
+from btseg.evaluation import (
+    comparison_table,
+    curve_points,
+    gallery_ids,
+    paired_per_image,
+    pixel_accuracy_explanation,
+    split_mismatch,
+)
+from btseg.formatting import format_number, format_threshold
 from btseg_app import common, evaluation_ui
 
 MODELS = tuple(reversed(evaluation_ui.SEGMENTATION_RUNS))  # the baseline first
 GALLERY_SIZE = 6
 GALLERY_COLUMNS = 3
 GALLERY_MODES = ("Best", "Worst", "Biggest differences", "Random")
-
-
-def fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return f"{float(value):.{digits}f}"
 
 
 def draw_chart(figure, key: str, **kwargs):
@@ -37,7 +39,7 @@ def draw_chart(figure, key: str, **kwargs):
 
 def draw_metric_table(evaluations: dict) -> None:
     st.header("Test metrics with 95% intervals", divider="gray")
-    table = evaluation_ui.comparison_table(evaluations)
+    table = comparison_table(evaluations)
     st.dataframe(table, hide_index=True, width="stretch", key="compare_metric_table",
                  height=36 + 35 * len(table),
                  column_config={"metric": st.column_config.TextColumn("metric", width="large")})
@@ -58,11 +60,9 @@ def draw_roc_pr(evaluations: dict) -> None:
         pr[name] = (curves["pr_recall"], curves["pr_precision"])
         areas_roc[name] = summary.get("pixel_auc")
         areas_pr[name] = summary.get("average_precision")
-        values = metrics.metrics_from_counts(evaluation.confusion_at(float(summary["validation_threshold"])))
-        roc_points[name] = (1.0 - float(values["specificity"]), float(values["sensitivity"]))
-        pr_points[name] = (float(values["sensitivity"]), float(values["precision"]))
-        positives, negatives = (int(np.sum(part)) for part in evaluation.histogram)
-        prevalence = positives / (positives + negatives) if positives + negatives else None
+        points = curve_points(evaluation)  # at the validation threshold
+        roc_points[name], pr_points[name] = points.roc, points.pr
+        prevalence = points.prevalence  # the same test pixels for every model
     left, right = st.columns(2)
     with left:
         draw_chart(viz.roc_figure(roc, areas_roc, roc_points, log_fpr=True), "compare_roc")
@@ -113,8 +113,8 @@ def draw_scatter(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -
     ordered = tumours.assign(gain=gain).sort_values(["gain", "image_id"], ascending=[False, True])
     ids = ordered["image_id"].tolist()
     labels = {
-        row.image_id: f"{row.image_id} · basic {fmt(row.dice_basic_unet, 2)} · "
-        f"attention {fmt(row.dice_attention_unet, 2)}"
+        row.image_id: f"{row.image_id} · basic {format_number(row.dice_basic_unet, 2)} · "
+        f"attention {format_number(row.dice_attention_unet, 2)}"
         for row in ordered.itertuples()
     }
     key = "compare_image"
@@ -167,7 +167,7 @@ def draw_comparison(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame
         else:
             threshold = evaluations[name].validation_threshold
             dice = record[f"dice_{name}"] if record is not None else math.nan
-            caption = f"**{viz.model_label(name)}** · Dice {fmt(dice, 2)} at {threshold:.4g}"
+            caption = f"**{viz.model_label(name)}** · Dice {format_number(dice, 2)} at {format_threshold(threshold)}"
         column.image(panel, caption=caption, width="stretch")
     st.caption(
         "Yellow outline: the annotated lesion. Tint and outline: the model's prediction "
@@ -190,7 +190,7 @@ def draw_gallery(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -
         if mode == "Random" and st.button("Other images", key="compare_gallery_shuffle",
                                           icon=":material/shuffle:"):
             st.session_state["compare_gallery_seed"] = st.session_state.get("compare_gallery_seed", 0) + 1
-    chosen = evaluation_ui.gallery_ids(
+    chosen = gallery_ids(
         paired, mode, GALLERY_SIZE, seed=st.session_state.get("compare_gallery_seed", 0)
     )
     if not chosen:
@@ -223,7 +223,7 @@ def draw_gallery_card(evaluations: dict, table: pd.DataFrame, paired: pd.DataFra
     short = {"basic_unet": "basic", "attention_unet": "attention"}
     if bool(record["tumour"]):
         scores = "Dice " + " · ".join(
-            f"{short[name]} {fmt(record[f'dice_{name}'], 2)}" for name in MODELS)
+            f"{short[name]} {format_number(record[f'dice_{name}'], 2)}" for name in MODELS)
     else:  # no lesion to overlap: say whether each model raised a false alarm
         scores = " · ".join(
             f"{short[name]} {'flagged' if record[f'flagged_{name}'] else 'clear'}"
@@ -237,15 +237,15 @@ def draw_gallery_card(evaluations: dict, table: pd.DataFrame, paired: pd.DataFra
 
 def draw_pixel_accuracy(evaluations: dict) -> None:
     st.header("Why pixel accuracy misleads here", divider="gray")
-    explanation = evaluation_ui.pixel_accuracy_explanation(evaluations)
+    explanation = pixel_accuracy_explanation(evaluations)
     empty = explanation["empty"]
     st.markdown("A model that predicts **no tumour anywhere** on the test split scores:")
     cards = st.columns(4)
     cards[0].metric("Pixel accuracy", f"{100 * empty['pixel_accuracy']:.2f}%", border=True,
                     help="Share of test pixels it gets right: every background pixel.")
-    cards[1].metric("Keras MeanIoU", fmt(empty["keras_mean_iou"]), border=True,
+    cards[1].metric("Keras MeanIoU", format_number(empty["keras_mean_iou"]), border=True,
                     help="Background IoU and tumour IoU (0) averaged, as keras.metrics.MeanIoU does.")
-    cards[2].metric("Dice (tumour)", fmt(empty["dice"]), border=True,
+    cards[2].metric("Dice (tumour)", format_number(empty["dice"]), border=True,
                     help="Foreground Dice, as btseg reports it.")
     cards[3].metric("Tumour pixels", f"{100 * empty['tumour_share']:.2f}%", border=True,
                     help="Share of all test pixels (original resolution) inside an annotated lesion.")
@@ -290,10 +290,10 @@ def main() -> None:
         return
     for name, result in evaluations.items():
         evaluation_ui.stale_warning(result, name)
-    warning = evaluation_ui.split_mismatch(evaluations)
+    warning = split_mismatch(evaluations)
     if warning:
         st.warning(warning, icon=":material/warning:")
-    paired = evaluation_ui.paired_per_image(evaluations)
+    paired = paired_per_image(evaluations)
     draw_metric_table(evaluations)
     draw_roc_pr(evaluations)
     draw_history()

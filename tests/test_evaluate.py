@@ -1,4 +1,5 @@
-"""btseg.evaluate on a tiny trained attention U-Net and a tiny classifier over a 40-image synthetic set.
+"""The evaluation writer (btseg.evaluation: evaluate_all, evaluate_run) on a tiny trained
+attention U-Net and a tiny classifier over a 40-image synthetic set.
 
 The numbers in the artifacts are checked against recomputations from independent sources: the
 per-image table, the saved predictions mapped back to the original images, scikit-learn, and the
@@ -73,7 +74,7 @@ def make_classifier_run(folder: Path, segmenter_config: dict) -> None:
 
 @pytest.fixture(scope="session")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    from btseg.evaluate import evaluate_all
+    from btseg.evaluation import evaluate_all
     from btseg.synthetic import generate
     from btseg.train import train_model
 
@@ -233,7 +234,7 @@ def test_the_verdict_is_scored_on_whole_test_images_through_the_pipeline(setup):
 
 
 def test_a_run_is_evaluated_with_the_cache_deleted(setup, tmp_path):
-    from btseg.evaluate import evaluate_run
+    from btseg.evaluation import evaluate_run
 
     run_dir = tmp_path / "attention_unet"
     shutil.copytree(setup.models_dir / "attention_unet", run_dir)
@@ -248,7 +249,7 @@ def test_a_run_is_evaluated_with_the_cache_deleted(setup, tmp_path):
 
 
 def test_an_unchanged_run_is_skipped_and_force_re_evaluates_with_warnings(setup, tmp_path):
-    from btseg.evaluate import evaluate_run
+    from btseg.evaluation import evaluate_run
 
     run_dir = tmp_path / "attention_unet"
     shutil.copytree(setup.models_dir / "attention_unet", run_dir)
@@ -279,7 +280,7 @@ def test_an_unchanged_run_is_skipped_and_force_re_evaluates_with_warnings(setup,
 def test_an_up_to_date_run_is_recognised_without_tensorflow(setup):
     code = (
         "import sys\n"
-        "from btseg.evaluate import evaluate_run\n"
+        "from btseg.evaluation import evaluate_run\n"
         f"evaluate_run({str(setup.models_dir / 'attention_unet')!r}, {str(setup.data_dir)!r}, "
         f"cache_dir={str(setup.cache_dir)!r}, n_resamples={RESAMPLES})\n"
         "print('tensorflow' in sys.modules)\n"
@@ -325,7 +326,7 @@ def test_classifier_predictions_are_the_models_on_the_training_preprocessing(set
 
 
 def test_evaluate_all_skips_missing_runs_with_the_command_that_trains_them(setup):
-    from btseg.evaluate import evaluate_all
+    from btseg.evaluation import evaluate_all
 
     messages: list[str] = []
     paths = evaluate_all(setup.models_dir, setup.data_dir, models=["basic", "attention"],
@@ -354,7 +355,7 @@ def test_a_region_classifier_is_evaluated_on_the_largest_lesion_or_a_sampled_reg
     from btseg.data.images import preprocess
     from btseg.data.regions import crop, largest_lesion_box
     from btseg.errors import RunError
-    from btseg.evaluate import evaluate_run
+    from btseg.evaluation import evaluate_run
 
     models_dir = tmp_path / "models"
     config = json.loads((setup.models_dir / "classifier" / "config.json").read_text())

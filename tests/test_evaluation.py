@@ -322,7 +322,7 @@ def test_reading_an_evaluation_or_importing_the_evaluator_never_imports_tensorfl
     classifier = write_classifier(tmp_path / "classifier")
     code = (
         "import sys\n"
-        "from btseg import evaluate, evaluation\n"
+        "from btseg import evaluation\n"
         f"segmentation = evaluation.load_segmentation_evaluation({str(run_dir)!r})\n"
         f"evaluation.load_classifier_evaluation({str(classifier)!r})\n"
         "segmentation.confusion_at(0.5); segmentation.per_image_at(0.5)\n"

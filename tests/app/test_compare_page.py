@@ -1,5 +1,6 @@
 """AppTest of the Compare page (tiny trained and evaluated models, and missing ones), and its
-pure helpers in btseg_app.evaluation_ui."""
+drawing helpers in btseg_app.evaluation_ui. The tables it draws are tested without Streamlit in
+tests/test_evaluation_compare.py."""
 
 from __future__ import annotations
 
@@ -66,30 +67,7 @@ def load(models_dir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
-# Pure helpers
-
-
-def paired_table() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "image_id": ["a", "b", "c", "d", "n"],
-            "tumour": [True, True, True, True, False],
-            "dice_basic_unet": [0.5, 0.1, 0.2, 0.9, np.nan],
-            "dice_attention_unet": [0.6, 0.8, 0.2, 0.1, np.nan],
-        }
-    )
-
-
-def test_gallery_ids_rank_tumour_images_and_random_includes_normal_ones():
-    paired = paired_table()
-    assert evaluation_ui.gallery_ids(paired, "Best", 3) == ["b", "a", "c"]
-    assert evaluation_ui.gallery_ids(paired, "Worst", 2) == ["d", "c"]
-    # |attention - basic|: d 0.8, b 0.7, a 0.1, c 0.0
-    assert evaluation_ui.gallery_ids(paired, "Biggest differences", 4) == ["d", "b", "a", "c"]
-    drawn = evaluation_ui.gallery_ids(paired, "Random", 5, seed=3)
-    assert sorted(drawn) == ["a", "b", "c", "d", "n"]
-    assert evaluation_ui.gallery_ids(paired, "Random", 5, seed=3) == drawn
-    assert evaluation_ui.gallery_ids(paired.iloc[:0], "Best", 3) == []
+# Drawing helpers
 
 
 def test_side_by_side_joins_panels_with_a_white_gap():
@@ -172,10 +150,10 @@ def test_choosing_an_image_shows_it_with_both_predictions(models_env):
 def test_the_gallery_follows_the_chosen_order(models_env):
     app = run_page()
     evaluations = load(models_env.models_dir)
-    paired = evaluation_ui.paired_per_image(evaluations)
+    paired = evaluation.paired_per_image(evaluations)
     app.segmented_control(key="compare_gallery_mode").set_value("Worst").run()
     assert_clean(app)
-    expected = evaluation_ui.gallery_ids(paired, "Worst", 6)
+    expected = evaluation.gallery_ids(paired, "Worst", 6)
     captions = image_captions(app)
     shown = [caption.split("**")[1] for caption in captions if "attention" in caption
              and caption.startswith("**") and "·" in caption and "Dice basic" in caption]
