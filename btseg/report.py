@@ -33,7 +33,7 @@ import numpy as np
 
 from btseg import __version__, viz
 from btseg.config import CLASS_NAMES
-from btseg.decisions import LesionFinding, OperatingPoint, min_lesion_area
+from btseg.decisions import LesionFinding, OperatingPoint, Verdict, min_lesion_area
 
 if TYPE_CHECKING:
     from btseg.data.images import DecodedImage
@@ -266,6 +266,12 @@ class StudySummary:
     probabilities: Mapping[str, float] | None = None
     title: str = "Study"
     notes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_verdict(cls, verdict: Verdict, rule: str, title: str = "Study") -> StudySummary:
+        """From the Verdict that combines the views (e.g. btseg.studies.study_verdict with its
+        STUDY_RULE)."""
+        return cls(verdict.label, verdict.reason, rule, dict(verdict.probabilities) or None, title)
 
 
 def run_summary(config: Mapping[str, Any]) -> dict[str, Any]:

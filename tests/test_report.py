@@ -388,6 +388,14 @@ def test_the_study_report_has_the_study_verdict_and_one_section_per_view():
         study_report([], study)
 
 
+def test_a_study_summary_from_the_verdict_that_combines_the_views():
+    verdict = Verdict("benign", "view 2 is benign (70%)", {"benign": 0.7, "normal": 0.3}, 1)
+    study = StudySummary.from_verdict(verdict, "the most severe view", title="knee")
+    assert study == StudySummary("benign", "view 2 is benign (70%)", "the most severe view",
+                                 {"benign": 0.7, "normal": 0.3}, "knee")  # fmt: skip
+    assert StudySummary.from_verdict(Verdict("normal", "none"), "rule").probabilities is None
+
+
 def test_importing_the_report_needs_neither_tensorflow_nor_streamlit():
     code = (
         "import sys, btseg.report\n"
