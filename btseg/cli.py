@@ -40,9 +40,15 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     from btseg.synthetic import generate
 
     out = generate(
-        args.out, n=args.n, seed=args.seed, progress=ProgressPrinter("Generating images")
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        progress=ProgressPrinter("Generating images"),
+        dicom=args.dicom,
     )
     print(f"Synthetic BTXRD-format dataset with {args.n} images written to {out}")
+    if args.dicom:
+        print(f"The images also as DICOM (DX, one study per surrogate patient) in {out / 'dicom'}")
     return 0
 
 
@@ -233,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=config.default_data_dir())
     demo.add_argument("--n", type=int, default=config.SYNTHETIC_IMAGES, help="number of images")
     demo.add_argument("--seed", type=int, default=config.SYNTHETIC_SEED)
+    demo.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write every image as a DICOM file (Modality DX) in <out>/dicom/",
+    )
     demo.set_defaults(handler=cmd_demo_data)
 
     stats = commands.add_parser("stats", help="dataset statistics and validation problems")

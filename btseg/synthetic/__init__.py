@@ -23,6 +23,7 @@ Modules, one concern each:
     lesions   lesion shapes from a parameter table per subtype, and their painters
     render    one radiograph from its spec
     write     files, LabelMe JSON, dataset.xlsx and the rendering process pool
+    dicom     the images also as DICOM files (generate(..., dicom=True), demo-data --dicom)
 """
 
 from btseg.synthetic.lesions import SUBTYPE_LESIONS

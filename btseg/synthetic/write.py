@@ -28,6 +28,7 @@ def generate(
     n: int = 600,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    dicom: bool = False,
 ) -> Path:
     """Write a synthetic BTXRD-format dataset of `n` images to `out_dir`; return its path.
 
@@ -42,6 +43,8 @@ def generate(
         n: number of images, at least 20.
         seed: non-negative integer.
         progress: called as progress(done, total) while images are rendered.
+        dicom: also write every image as a DICOM file in dicom/ (btseg.synthetic.dicom); the
+            JPEG images and the table are the same either way.
 
     Raises:
         ConfigError: `n` or `seed` is invalid, or `out_dir` holds something other than a
@@ -82,6 +85,10 @@ def generate(
         shutil.rmtree(partial)
     try:
         _write_dataset(partial, n, seed, progress)
+        if dicom:
+            from btseg.synthetic.dicom import write_dicom_files
+
+            write_dicom_files(partial, seed=seed, n=n)
         if out_dir.exists():
             old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
             if old.exists():
