@@ -20,6 +20,7 @@ PAGE_DESCRIPTIONS = {
     "Segment": "Upload an X-ray and see where the tumour is and what kind it may be.",
     "Thresholds": "Tune the segmentation threshold against the test split.",
     "Compare": "The basic against the attention U-Net.",
+    "Reading_room": "Several X-rays at once, grouped into studies, one verdict per study.",
 }
 
 

@@ -18,7 +18,7 @@ evaluate` scores is what `btseg predict` writes.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,8 @@ from btseg.decisions import (
 from btseg.errors import ConfigError, ImageError, RunError
 from btseg.gate import AppearanceGate, GateResult, check_input, load_appearance_gate
 from btseg.infer import Classifier, Segmenter, check_batch_size
-from btseg.outputs import atomic_write_bytes, gray_png, labelme_json, mask_png
+from btseg.outputs import atomic_write_bytes, csv_text, gray_png, labelme_json, mask_png
+from btseg.studies import STUDY_RULE, study_key, study_verdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,12 +49,14 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm")
 
 SUMMARY_FILE = "summary.csv"
+STUDIES_FILE = "studies.csv"
+STUDY_COLUMNS = ("study", "images", "files", "verdict", "reason", "rule")
 _TEXT_COLUMNS = (
     "error", "predicted_class", "verdict", "verdict_reason", "classifier_run", "mask_file",
-    "annotation_file", "image_file", "notes",
+    "annotation_file", "image_file", "notes", "study",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
-    "file", "status", "error", "height", "width", "lesions", "lesion_area_percent",
+    "file", "status", "error", "study", "height", "width", "lesions", "lesion_area_percent",
     "prob_normal", "prob_benign", "prob_malignant", "predicted_class", "verdict",
     "verdict_reason", "threshold", "min_lesion_fraction", "segmentation_run", "classifier_run",
     "lesion_area_mm2", "mask_file", "annotation_file", "image_file", "notes",
@@ -424,6 +427,7 @@ def predict_paths(
     threshold: float | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    study_groups: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Predict images and folders of images; write the results to ``out_dir``.
 
@@ -442,9 +446,12 @@ def predict_paths(
         threshold: mask threshold; default the operating point's (its minimum lesion size is
             kept either way).
         progress: called as progress(done, total) after each file.
+        study_groups: {file name: study} to group files into studies by hand; others are
+            grouped by btseg.studies.study_key (DICOM study, else file-name prefix).
 
     Returns:
-        the summary as a DataFrame (also written to out_dir/summary.csv).
+        the summary as a DataFrame (also written to out_dir/summary.csv); ``attrs["studies"]``
+        holds the rows of out_dir/studies.csv: one verdict per study from all its views.
     """
     point = predictor.point(
         None if threshold is None else check_threshold(threshold, "--threshold")
@@ -466,6 +473,7 @@ def predict_paths(
         list(range(first, min(total, first + batch_size))) for first in range(0, total, batch_size)
     ]
     rows: list[dict[str, Any]] = []
+    verdicts: dict[int, Verdict] = {}
     # The next chunk is decoded in a thread while the models run (decoders and TensorFlow
     # release the GIL), so decoding overlaps the model calls.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -483,6 +491,8 @@ def predict_paths(
                 else:
                     image = decoded.pop(position)
                     prediction = predictor.predict(image, point)
+                    row["study"] = study_key(entry.path.name, image, study_groups)
+                    verdicts[position] = prediction.verdict
                     if prediction.gate.accepted:
                         row.update(
                             write_prediction(
@@ -508,7 +518,35 @@ def predict_paths(
                     progress(len(rows), total)
     summary = _summary_frame(rows)
     atomic_write_bytes(out_dir / SUMMARY_FILE, summary.to_csv(index=False).encode("utf-8"))
+    studies = study_rows(
+        [(rows[position]["study"], Path(rows[position]["file"]).name, verdict)
+         for position, verdict in sorted(verdicts.items())]
+    )  # fmt: skip
+    atomic_write_bytes(out_dir / STUDIES_FILE, csv_text(studies, STUDY_COLUMNS).encode("utf-8"))
+    summary.attrs["studies"] = studies
     return summary
+
+
+def study_rows(views: Sequence[tuple[str, str, Verdict]]) -> list[dict[str, Any]]:
+    """One row per study (btseg.studies.study_verdict over its views), in first-seen order,
+    from (study, file name, verdict) per judged image."""
+    members: dict[str, list[tuple[str, Verdict]]] = {}
+    for study, file_name, verdict in views:
+        members.setdefault(study, []).append((file_name, verdict))
+    rows = []
+    for study, entries in members.items():
+        verdict = study_verdict([verdict for _, verdict in entries])
+        rows.append(
+            {
+                "study": study,
+                "images": len(entries),
+                "files": "; ".join(name for name, _ in entries),
+                "verdict": verdict.label,
+                "reason": verdict.reason,
+                "rule": STUDY_RULE,
+            }
+        )
+    return rows
 
 
 def _summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

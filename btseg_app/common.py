@@ -46,6 +46,7 @@ PAGE_ICONS = {
     "Segment": ":material/center_focus_strong:",
     "Thresholds": ":material/tune:",
     "Compare": ":material/compare:",
+    "Reading_room": ":material/view_module:",
 }
 
 

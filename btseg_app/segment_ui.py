@@ -550,3 +550,55 @@ def clipped_box(box: Sequence[float], shape: tuple[int, int]) -> tuple[int, int,
     return (left, top, right, bottom)
 
 
+# --------------------------------------------------------------------------------------------
+# Reading room
+
+
+def thumbnail_uri(pixels: np.ndarray, side: int = 96) -> str:
+    """A small PNG of a grayscale image as a data URI (for an image column)."""
+    import base64
+
+    from btseg.outputs import gray_png
+
+    height, width = pixels.shape[:2]
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    return "data:image/png;base64," + base64.b64encode(gray_png(small)).decode("ascii")
+
+
+READING_COLUMNS = {
+    "X-ray": st.column_config.ImageColumn("X-ray", width="small"),
+    "Verdict": st.column_config.TextColumn("Verdict", width="small"),
+    "Lesions": st.column_config.NumberColumn("Lesions", format="%d", width="small"),
+    "Largest (px)": st.column_config.NumberColumn("Largest (px)", format="%d"),
+    "Largest (%)": st.column_config.NumberColumn("Largest (%)", format="%.2f"),
+    "Largest (mm²)": st.column_config.NumberColumn("Largest (mm²)", format="%.1f"),
+}
+
+
+def reading_row(name: str, source: ImageInput | None, prediction, error: str) -> dict[str, Any]:
+    """One row of the reading-room table: thumbnail, verdict, lesions, the largest lesion's
+    area, notes and gate warnings (or the reason the file could not be read)."""
+    row: dict[str, Any] = {"X-ray": None, "File": name, "Study": "", "Verdict": "unreadable",
+                           "Lesions": None, "Largest (px)": None, "Largest (%)": None,
+                           "Largest (mm²)": None, "Notes": error}  # fmt: skip
+    if source is None or prediction is None:
+        return row
+    largest = max(prediction.lesions, key=lambda lesion: lesion.area_px, default=None)
+    notes = list(prediction.notes)
+    if not prediction.gate.accepted:
+        notes.insert(0, f"not analysed: {prediction.gate.reason}")
+    row.update(
+        {
+            "X-ray": thumbnail_uri(source.image.pixels),
+            "Verdict": prediction.verdict.label,
+            "Lesions": len(prediction.lesions),
+            "Largest (px)": None if largest is None else largest.area_px,
+            "Largest (%)": None if largest is None else largest.area_percent,
+            "Largest (mm²)": None if largest is None else largest.area_mm2,
+            "Notes": "; ".join(notes),
+        }
+    )
+    return row
+

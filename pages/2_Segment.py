@@ -26,6 +26,8 @@ from btseg_app import segment_ui as ui
 SOURCES = ("Test-split image", "Upload an X-ray")
 VIEWS = ("Overlay", "Probability heatmap", "Contour", "Side by side")
 DRAW_MODES = {"Box": "rect", "Outline": "polygon"}
+#: The reading room leaves (file name, bytes) here to open one of its rows in this view.
+HANDOFF_KEY = "segment_handoff"
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,6 +90,19 @@ def threshold_ui(status: ui.RunStatus) -> tuple[float, float]:
 def source_ui(dataset) -> ui.ImageInput | None:
     """The image to segment: an upload or a test-split image. Shows a BtsegError and returns
     None when it cannot be read."""
+    handoff = st.session_state.get(HANDOFF_KEY)
+    if handoff is not None:  # a row opened from the reading room
+        name, data = handoff
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.caption(f":material/view_module: From the reading room: **{name}**")
+        if right.button("Choose another image", key="segment_handoff_clear"):
+            del st.session_state[HANDOFF_KEY]
+            st.rerun()
+        try:
+            return ui.image_from_bytes(name, data)
+        except BtsegError as error:
+            common.error_box(error)
+            return None
     sources = SOURCES if dataset is not None else SOURCES[1:]
     left, right = st.columns([1, 2], vertical_alignment="bottom")
     source = left.radio("Image", sources, key="segment_source", horizontal=False)

@@ -150,7 +150,8 @@ def test_folder_with_good_and_bad_files(folder, models, runs, tmp_path):
 
     written = sorted(path.name for path in out.iterdir())
     assert written == ["a_good.json", "a_good_mask.png", "b_good.json", "b_good_mask.png",
-                       "b_scan.json", "b_scan.png", "b_scan_mask.png", "summary.csv"]  # fmt: skip
+                       "b_scan.json", "b_scan.png", "b_scan_mask.png", "studies.csv",
+                       "summary.csv"]  # fmt: skip
     png, dicom = (summary[summary["file"].str.endswith(name)].iloc[0]
                   for name in ("b_good.PNG", "b_scan.dcm"))  # fmt: skip
     # LabelMe cannot open DICOM: its JSON points at the PNG written beside it.
@@ -385,3 +386,25 @@ def test_refused_images_are_inconclusive_and_the_exit_status_says_so(trained_mod
     code = main(["predict", str(folder / "tiny.png"), "--out", str(tmp_path / "none"),
                  "--models-dir", models])  # fmt: skip
     assert code == PREDICT_INCOMPLETE and "None of the 1 file" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_studies_get_one_verdict_from_all_their_views(models, runs, tmp_path):
+    from btseg.studies import STUDY_RULE
+
+    segmenter, classifier = models
+    folder = tmp_path / "study"
+    folder.mkdir()
+    first, second, third = small_xrays(runs, 3)
+    for name, image in (("knee_ap.png", first), ("knee_lat.png", second), ("knee_obl.png", third)):
+        cv2.imwrite(str(folder / name), image)
+    write_dicom(folder / "zz_scan.dcm", first, (0.2, 0.2))
+    summary = predict_paths([folder], tmp_path / "out", Predictor(segmenter, classifier))
+    assert list(summary["study"]) == ["knee", "knee", "knee", "zz"]
+    studies = pd.read_csv(tmp_path / "out" / "studies.csv", keep_default_na=False)
+    assert list(studies["study"]) == ["knee", "zz"]
+    assert list(studies["images"]) == [3, 1]
+    assert studies["files"].iloc[0] == "knee_ap.png; knee_lat.png; knee_obl.png"
+    assert (studies["rule"] == STUDY_RULE).all()
+    assert set(studies["verdict"]) <= {"normal", "benign", "malignant", "inconclusive"}
+    assert summary.attrs["studies"][1]["verdict"] == summary["verdict"].iloc[3]

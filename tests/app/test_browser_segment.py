@@ -197,3 +197,36 @@ def test_the_heatmap_view(server, page):  # noqa: F811
     wait_until_idle(page)
     assert_no_exception(page)
     screenshot(page, "segment_heatmap")
+
+
+def test_the_reading_room_groups_studies_and_opens_a_row(server, page, request, tmp_path):  # noqa: F811
+    """Three views of one study and one of another: four rows, two study verdicts, and a row
+    opened in the Segment view."""
+    import shutil
+
+    models = request.getfixturevalue("trained_models")
+    usable = open_dataset(models.data_dir).usable
+    sources = [Path(path) for path in usable["image_path"].iloc[:4]]
+    names = ["knee_ap", "knee_lateral", "knee_oblique", "hip_ap"]
+    files = []
+    for source, name in zip(sources, names, strict=True):
+        target = tmp_path / f"{name}{source.suffix}"
+        shutil.copy(source, target)
+        files.append(str(target))
+    page.goto(f"{server}/Reading_room")
+    page.wait_for_selector('[data-testid="stFileUploader"]', timeout=PAGE_LOAD_MS)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(files)
+    page.wait_for_selector("text=4 images in 2 studies", timeout=PAGE_LOAD_MS)
+    wait_until_idle(page)
+    assert_no_exception(page)
+    text = page.inner_text("body")
+    assert text.count("Study verdict:") == 2
+    assert "knee · 3 views · Study verdict:" in text and "hip · 1 view · Study verdict:" in text
+    screenshot(page, "reading_room")
+
+    page.get_by_role("button", name="Open in Segment").click()
+    page.wait_for_selector("text=From the reading room", timeout=PAGE_LOAD_MS)
+    page.wait_for_selector("canvas.upper-canvas", timeout=PAGE_LOAD_MS)
+    wait_until_idle(page)
+    assert_no_exception(page)
+    assert "knee_ap" in page.inner_text("body")

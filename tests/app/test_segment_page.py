@@ -227,6 +227,17 @@ class Reference:
             annotation.lesions, (annotation.height, annotation.width), self.source.image.shape
         )
 
+    def threshold_with_lesions(self, probability: np.ndarray | None = None) -> float:
+        """The highest threshold of the page's slider that leaves a lesion on this image (the
+        tiny model's operating point may leave none)."""
+        from btseg.decisions import decide, slider_thresholds
+
+        probability = self.probability if probability is None else probability
+        for value in sorted(slider_thresholds(self.point.threshold), reverse=True):
+            if decide(probability, self.point.at_threshold(value))[1]:
+                return value
+        pytest.fail("the tiny model leaves no lesion at any threshold")
+
     def scores(self, threshold: float) -> dict[str, str]:
         from btseg.decisions import decide
 
@@ -391,11 +402,14 @@ def test_a_dicom_upload_gives_areas_in_square_millimetres(reference):
     from btseg.decisions import decide
 
     data = dicom_bytes(reference.source.image.pixels, (0.2, 0.25))
-    app = upload(run_segment_page(), "knee.dcm", data, "application/dicom")
-    assert_clean(app)
-    threshold = app.select_slider(key="segment_threshold_attention_unet").value
     image = read_image(data, name="knee.dcm")
     probability = reference.segmenter.probability_maps([image.pixels])[0]
+    app = upload(run_segment_page(), "knee.dcm", data, "application/dicom")
+    app.select_slider(key="segment_threshold_attention_unet").set_value(
+        reference.threshold_with_lesions(probability)
+    ).run()
+    assert_clean(app)
+    threshold = app.select_slider(key="segment_threshold_attention_unet").value
     point = reference.point.at_threshold(threshold)
     mask, lesions = decide(probability, point, pixel_spacing_mm=(0.2, 0.25))
     captions = " ".join(caption.value for caption in app.caption)
@@ -450,6 +464,10 @@ def test_a_box_drawn_on_the_canvas_gives_dice_iou_and_a_region_class(reference):
     }
     app.session_state[key] = {"drawing": {"raw": {"objects": [drawn]}, "data": None}}
     app.run()
+    # A threshold that leaves a lesion, so that the region classifier has one to classify.
+    app.select_slider(key="segment_threshold_attention_unet").set_value(
+        reference.threshold_with_lesions()
+    ).run()
     assert_clean(app)
     threshold = app.select_slider(key="segment_threshold_attention_unet").value
     from btseg.decisions import decide
