@@ -193,6 +193,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=ProgressPrinter("Predicting"),
         allow_any_modality=args.allow_any_modality,
+        report=args.report,
+        dicom_seg=args.dicom_seg,
     )
     for warning in summary.attrs.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -328,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--models-dir", type=Path, default=None)
     predict.add_argument("--threshold", type=float, default=None, help="default: the run's")
     predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument(
+        "--report",
+        action="store_true",
+        help="also write a self-contained HTML report per image and per study",
+    )
+    predict.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write a DICOM Segmentation (SEG) of the mask for each DICOM input",
+    )
     predict.add_argument(
         "--allow-any-modality",
         action="store_true",

@@ -44,6 +44,13 @@ _FIX_EXPORT = (
 )
 
 
+#: Patient and study attributes a SEG copies from its source: type 2, so empty when unknown.
+_TYPE_2_COPIED = (
+    "PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+    "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)  # fmt: skip
+
+
 def dicom_seg_bytes(
     source: bytes | str | Path,
     mask: np.ndarray,
@@ -91,6 +98,11 @@ def dicom_seg_bytes(
         # SEG takes highdicom's no-Frame-of-Reference form (no Pixel Measures, Plane Position or
         # Orientation): pixel for pixel on the image it references, which carries the spacing.
         del dataset.PixelSpacing
+    # Patient and study attributes of type 2 (present, may be empty) that the SEG copies from
+    # its source; exported radiographs often lack them, which is no reason to refuse them.
+    for keyword in _TYPE_2_COPIED:
+        if keyword not in dataset:
+            setattr(dataset, keyword, "")
 
     algorithm = hd.AlgorithmIdentificationSequence(
         name=algorithm_name,

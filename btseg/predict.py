@@ -36,7 +36,7 @@ from btseg.decisions import (
     most_probable_lesion,
     verdict_for,
 )
-from btseg.errors import ConfigError, ImageError, RunError
+from btseg.errors import BtsegError, ConfigError, ImageError, RunError
 from btseg.gate import AppearanceGate, GateResult, check_input, load_appearance_gate
 from btseg.infer import Classifier, Segmenter, check_batch_size
 from btseg.outputs import atomic_write_bytes, csv_text, gray_png, labelme_json, mask_png
@@ -50,16 +50,17 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".dcm")
 
 SUMMARY_FILE = "summary.csv"
 STUDIES_FILE = "studies.csv"
-STUDY_COLUMNS = ("study", "images", "files", "verdict", "reason", "rule")
+STUDY_COLUMNS = ("study", "images", "files", "verdict", "reason", "rule", "report_file")
 _TEXT_COLUMNS = (
     "error", "predicted_class", "verdict", "verdict_reason", "classifier_run", "mask_file",
-    "annotation_file", "image_file", "notes", "study",
+    "annotation_file", "image_file", "report_file", "seg_file", "notes", "study",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
     "file", "status", "error", "study", "height", "width", "lesions", "lesion_area_percent",
     "prob_normal", "prob_benign", "prob_malignant", "predicted_class", "verdict",
     "verdict_reason", "threshold", "min_lesion_fraction", "segmentation_run", "classifier_run",
-    "lesion_area_mm2", "mask_file", "annotation_file", "image_file", "notes",
+    "lesion_area_mm2", "mask_file", "annotation_file", "image_file", "report_file", "seg_file",
+    "notes",
 )  # fmt: skip
 
 
@@ -428,6 +429,8 @@ def predict_paths(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     study_groups: Mapping[str, str] | None = None,
+    report: bool = False,
+    dicom_seg: bool = False,
 ) -> pd.DataFrame:
     """Predict images and folders of images; write the results to ``out_dir``.
 
@@ -448,6 +451,10 @@ def predict_paths(
         progress: called as progress(done, total) after each file.
         study_groups: {file name: study} to group files into studies by hand; others are
             grouped by btseg.studies.study_key (DICOM study, else file-name prefix).
+        report: also write ``<stem>_report.html`` per image and ``study_<n>_report.html`` per
+            study (btseg.report: self-contained HTML, prints on one page per image).
+        dicom_seg: also write ``<stem>_seg.dcm``, a DICOM Segmentation of the mask that
+            references its source, for each DICOM input (btseg.dicom_seg).
 
     Returns:
         the summary as a DataFrame (also written to out_dir/summary.csv); ``attrs["studies"]``
@@ -474,6 +481,8 @@ def predict_paths(
     ]
     rows: list[dict[str, Any]] = []
     verdicts: dict[int, Verdict] = {}
+    cases: dict[int, Any] = {}  # report cases, kept until their study's report is written
+    context = _report_context(predictor) if report else {}
     # The next chunk is decoded in a thread while the models run (decoders and TensorFlow
     # release the GIL), so decoding overlaps the model calls.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -499,6 +508,15 @@ def predict_paths(
                                 prediction, out_dir, stems[position], entry.path.name, image
                             )
                         )
+                        if dicom_seg and image.format == "DICOM":
+                            try:
+                                row["seg_file"] = _write_dicom_seg(
+                                    prediction, entry.path, out_dir, stems[position]
+                                )
+                            except BtsegError as error:  # the mask and JSON are still written
+                                row["notes"] = "; ".join(
+                                    filter(None, [row["notes"], f"no DICOM SEG: {error}"])
+                                )
                     else:
                         row.update(
                             status="refused",
@@ -509,6 +527,11 @@ def predict_paths(
                             verdict_reason=prediction.verdict.reason,
                             notes="; ".join(prediction.notes),
                         )
+                    if report:
+                        cases[position] = _write_report(
+                            prediction, image, entry.path.name, context, out_dir,
+                            stems[position], row,
+                        )  # fmt: skip
                 row["threshold"] = point.threshold
                 row["min_lesion_fraction"] = point.min_lesion_fraction
                 row["segmentation_run"] = predictor.segmenter.name
@@ -522,6 +545,8 @@ def predict_paths(
         [(rows[position]["study"], Path(rows[position]["file"]).name, verdict)
          for position, verdict in sorted(verdicts.items())]
     )  # fmt: skip
+    if report:
+        _write_study_reports(studies, rows, cases, verdicts, out_dir)
     atomic_write_bytes(out_dir / STUDIES_FILE, csv_text(studies, STUDY_COLUMNS).encode("utf-8"))
     summary.attrs["studies"] = studies
     return summary
@@ -544,9 +569,77 @@ def study_rows(views: Sequence[tuple[str, str, Verdict]]) -> list[dict[str, Any]
                 "verdict": verdict.label,
                 "reason": verdict.reason,
                 "rule": STUDY_RULE,
+                "report_file": "",
             }
         )
     return rows
+
+
+def _report_context(predictor: Predictor) -> dict[str, Any]:
+    """The runs and training data a report names, from the loaded models' config.json."""
+    from btseg.report import dataset_summary, run_summary
+
+    runs = {"segmentation": run_summary(predictor.segmenter.config)}
+    if predictor.classifier is not None:
+        runs["classifier"] = run_summary(predictor.classifier.config)
+    return {"runs": runs, "dataset": dataset_summary(predictor.segmenter.config)}
+
+
+def _write_report(
+    prediction: Prediction,
+    image: DecodedImage,
+    file_name: str,
+    context: Mapping[str, Any],
+    out_dir: Path,
+    stem: str,
+    row: dict[str, Any],
+):
+    """Write <stem>_report.html; return its ReportCase (for the study report)."""
+    from btseg.report import ReportCase, html_report
+
+    case = ReportCase.from_prediction(
+        prediction, image, file_name, runs=context["runs"], dataset=context["dataset"]
+    )
+    row["report_file"] = f"{stem}_report.html"
+    atomic_write_bytes(out_dir / row["report_file"], html_report(case).encode("utf-8"))
+    return case
+
+
+def _write_study_reports(
+    studies: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    cases: Mapping[int, Any],
+    verdicts: Mapping[int, Verdict],
+    out_dir: Path,
+) -> None:
+    """study_<n>_report.html for each study: its verdict and rule, then a page per view."""
+    from btseg.report import StudySummary, study_report
+
+    for number, study in enumerate(studies, start=1):
+        positions = [p for p in sorted(cases) if rows[p].get("study") == study["study"]]
+        if not positions:
+            continue
+        verdict = study_verdict([verdicts[p] for p in positions])
+        summary = StudySummary.from_verdict(verdict, STUDY_RULE, title=f"Study {study['study']}")
+        study["report_file"] = f"study_{number}_report.html"
+        html = study_report([cases[p] for p in positions], summary)
+        atomic_write_bytes(out_dir / study["report_file"], html.encode("utf-8"))
+
+
+def _write_dicom_seg(prediction: Prediction, source: Path, out_dir: Path, stem: str) -> str:
+    """Write <stem>_seg.dcm (DICOM SEG of the mask, referencing ``source``); its file name."""
+    import btseg
+    from btseg.dicom_seg import dicom_seg_bytes
+
+    name = f"{stem}_seg.dcm"
+    payload = dicom_seg_bytes(
+        source,
+        prediction.mask,
+        algorithm_name=prediction.segmentation_run,
+        algorithm_version=btseg.__version__,
+    )
+    atomic_write_bytes(out_dir / name, payload)
+    return name
 
 
 def _summary_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -579,6 +672,8 @@ def run_predict(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     allow_any_modality: bool = False,
+    report: bool = False,
+    dicom_seg: bool = False,
 ) -> pd.DataFrame:
     """`btseg predict`: load the segmenter ("attention" or "basic") and, if trained, the
     classifier from ``models_dir``, then predict_paths.
@@ -607,8 +702,9 @@ def run_predict(
     for note in notes:
         warnings.warn(note, stacklevel=2)
     summary = predict_paths(
-        paths, out_dir, predictor, threshold=threshold, batch_size=batch_size, progress=progress
-    )
+        paths, out_dir, predictor, threshold=threshold, batch_size=batch_size,
+        progress=progress, report=report, dicom_seg=dicom_seg,
+    )  # fmt: skip
     summary.attrs["warnings"] = notes
     return summary
 

@@ -171,6 +171,7 @@ class ImageInput:
     key: str
     name: str
     image: DecodedImage
+    data: bytes = b""  # the file's bytes, kept for DICOM inputs (a DICOM SEG references them)
     image_id: str = ""
     label: str = ""
     subtype: str = ""
@@ -190,7 +191,9 @@ def image_from_bytes(name: str, data: bytes, **details: str) -> ImageInput:
     """Decode an upload (JPEG, PNG or DICOM bytes). Raises ImageError with what is wrong and
     what to do (empty, not an image, damaged, too large)."""
     key = hashlib.sha1(data).hexdigest()
-    return ImageInput(key=key, name=name, image=_decode(key, name, data), **details)
+    image = _decode(key, name, data)
+    kept = data if image.format == "DICOM" else b""
+    return ImageInput(key=key, name=name, image=image, data=kept, **details)
 
 
 def image_from_row(row: Mapping[str, Any]) -> ImageInput:
@@ -601,4 +604,43 @@ def reading_row(name: str, source: ImageInput | None, prediction, error: str) ->
         }
     )
     return row
+
+
+# --------------------------------------------------------------------------------------------
+# Report and DICOM SEG downloads
+
+
+def report_runs(status: RunStatus, classifier_status: RunStatus) -> dict[str, dict[str, Any]]:
+    """What the report says of the runs, from their config.json (no TensorFlow)."""
+    from btseg.report import run_summary
+
+    runs = {"segmentation": run_summary(read_run_info(Path(status.path))["config"])}
+    if classifier_status.complete:
+        runs["classifier"] = run_summary(read_run_info(Path(classifier_status.path))["config"])
+    return runs
+
+
+def report_html(source: ImageInput, prediction, runs: dict[str, dict[str, Any]]) -> bytes:
+    """The self-contained HTML report of the prediction shown (btseg.report)."""
+    from btseg.report import ReportCase, dataset_summary, html_report
+
+    config_of_run = read_run_info(Path(config.models_dir()) / prediction.segmentation_run)
+    case = ReportCase.from_prediction(
+        prediction, source.image, source.name, runs=runs,
+        dataset=dataset_summary(config_of_run["config"]),
+    )  # fmt: skip
+    return html_report(case).encode("utf-8")
+
+
+def dicom_seg(source: ImageInput, prediction) -> bytes:
+    """The mask as a DICOM SEG referencing the uploaded DICOM file (btseg.dicom_seg)."""
+    import btseg
+    from btseg.dicom_seg import dicom_seg_bytes
+
+    return dicom_seg_bytes(
+        source.data,
+        prediction.mask,
+        algorithm_name=prediction.segmentation_run,
+        algorithm_version=btseg.__version__,
+    )
 

@@ -20,6 +20,7 @@ from btseg.data.regions import BOX_MARGIN
 from btseg.decisions import OperatingPoint, Verdict, decide, slider_thresholds, verdict_for
 from btseg.errors import BtsegError
 from btseg.gate import RADIOGRAPH_MODALITIES, UNSPECIFIED_MODALITIES, check_input
+from btseg.predict import Prediction
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -314,7 +315,10 @@ def draw_verdict(verdict, container) -> None:
     container.caption(verdict.reason)
 
 
-def draw_downloads(source, mask, probability, label, threshold) -> None:
+def draw_downloads(source, prediction, runs) -> None:
+    """Mask, probability map, LabelMe JSON, the HTML report and (DICOM inputs) a DICOM SEG."""
+    mask, probability = prediction.mask, prediction.probability_map
+    label, threshold = prediction.verdict.lesion_label, prediction.point.threshold
     stem = outputs.output_stem(source.name)
     height, width = mask.shape
     st.markdown("##### Downloads")
@@ -350,6 +354,39 @@ def draw_downloads(source, mask, probability, label, threshold) -> None:
         on_click="ignore",
         help="One rectangle and one polygon per lesion (LabelMe 5); opens in LabelMe and in btseg.",
     )
+    row.download_button(
+        "Report",
+        partial(ui.report_html, source, prediction, runs),
+        file_name=f"{stem}_report.html",
+        mime="text/html",
+        key="segment_download_report",
+        icon=":material/description:",
+        on_click="ignore",
+        help="One self-contained HTML page: the X-ray, overlay, heatmap, verdict, lesions, "
+        "operating point and models; print it (one A4 page) or attach it.",
+    )
+    seg_problem = None
+    if source.image.format == "DICOM" and source.data:
+        try:
+            seg = ui.dicom_seg(source, prediction)
+        except BtsegError as error:  # e.g. a DICOM without the identifiers a SEG must copy
+            seg, seg_problem = None, str(error)
+    else:
+        seg = None
+    if seg is not None:
+        row.download_button(
+            "DICOM SEG",
+            seg,
+            file_name=f"{stem}_seg.dcm",
+            mime="application/dicom",
+            key="segment_download_seg",
+            icon=":material/download:",
+            on_click="ignore",
+            help="The mask as a DICOM Segmentation referencing this image: opens beside it in "
+            "OHIF, 3D Slicer or a PACS.",
+        )
+    if seg_problem:
+        st.caption(f"No DICOM SEG: {seg_problem}")
     st.caption("PNG files at the X-ray's full resolution.")
 
 
@@ -530,7 +567,14 @@ def main() -> None:
         probabilities, lesion = draw_classifier(source, classifier_status, display, lesions)
         verdict = verdict_for(lesions, probabilities, lesion)
         draw_verdict(verdict, verdict_box)
-        draw_downloads(source, mask, probability, verdict.lesion_label, threshold)
+        prediction = Prediction(
+            probability_map=probability, point=point, mask=mask, lesions=lesions,
+            class_probabilities=probabilities, classified_lesion=lesion, verdict=verdict,
+            notes=source.image.notes, segmentation_run=status.name,
+            classifier_run=classifier_status.name if probabilities else "",
+            pixel_spacing_mm=spacing,
+        )  # fmt: skip
+        draw_downloads(source, prediction, ui.report_runs(status, classifier_status))
 
     if source.from_test_split:
         st.divider()

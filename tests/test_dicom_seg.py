@@ -154,3 +154,22 @@ def test_mask_must_match_the_source_and_be_binary(source: Path) -> None:
         write_seg(source, mask[:-1])
     with pytest.raises(ValueError, match="only 0 and 1"):
         write_seg(source, mask * 255)
+
+
+def test_a_source_without_patient_and_study_details_still_gets_a_seg(
+    source: Path, tmp_path: Path
+) -> None:
+    """Exported radiographs often lack type 2 attributes (birth date, study date ...)."""
+    import highdicom as hd
+
+    dataset = pydicom.dcmread(source)
+    for keyword in ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "ReferringPhysicianName", "AccessionNumber", "StudyID"):  # fmt: skip
+        if keyword in dataset:
+            delattr(dataset, keyword)
+    bare = tmp_path / "bare.dcm"
+    dataset.save_as(bare)
+    mask = square_mask(source)
+    seg = hd.seg.segread(io.BytesIO(write_seg(bare, mask)))
+    assert seg.PatientBirthDate == "" and seg.StudyInstanceUID == dataset.StudyInstanceUID
+    np.testing.assert_array_equal(seg.pixel_array.reshape(mask.shape), mask)

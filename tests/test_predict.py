@@ -408,3 +408,45 @@ def test_studies_get_one_verdict_from_all_their_views(models, runs, tmp_path):
     assert (studies["rule"] == STUDY_RULE).all()
     assert set(studies["verdict"]) <= {"normal", "benign", "malignant", "inconclusive"}
     assert summary.attrs["studies"][1]["verdict"] == summary["verdict"].iloc[3]
+
+
+@pytest.mark.slow
+def test_predict_report_and_dicom_seg_on_the_synthetic_dicom_set(trained_models, tmp_path):
+    """`btseg predict --report --dicom-seg` on synthetic DICOM files: a report per image and per
+    study, a DICOM SEG per image that references its source and holds the mask, studies.csv."""
+    import highdicom
+    import pydicom
+
+    from btseg.cli import main
+    from btseg.synthetic import generate
+
+    data = generate(tmp_path / "data", n=20, seed=5, dicom=True)
+    sources = sorted((data / "dicom").iterdir())[:6]
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for source in sources:
+        shutil.copy(source, folder / source.name)
+    out = tmp_path / "out"
+    code = main(["predict", str(folder), "--out", str(out), "--report", "--dicom-seg",
+                 "--models-dir", str(trained_models.models_dir)])  # fmt: skip
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    accepted = summary[summary["status"] == "ok"]
+    assert code in (0, 3) and len(accepted) >= 4  # the appearance check may refuse a few
+    uids = {pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID for path in sources}
+    studies = pd.read_csv(out / "studies.csv", keep_default_na=False)
+    assert set(summary["study"]) <= {study for study in studies["study"]}
+    assert len(studies) == len({row["study"] for _, row in summary.iterrows()})
+    assert all(any(uid in study for uid in uids) for study in studies["study"])
+    for _, study in studies.iterrows():
+        html = (out / study["report_file"]).read_text()
+        assert "Study verdict" in html or study["verdict"] in html
+    for _, row in accepted.iterrows():
+        report = (out / row["report_file"]).read_text()
+        assert row["verdict"] in report and "Research use only" in report
+        seg = highdicom.seg.segread(out / row["seg_file"])
+        source = pydicom.dcmread(row["file"])
+        referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+        assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        assert seg.StudyInstanceUID == source.StudyInstanceUID
+        mask = cv2.imread(str(out / row["mask_file"]), cv2.IMREAD_UNCHANGED) > 0
+        np.testing.assert_array_equal(seg.pixel_array.reshape(mask.shape) > 0, mask)

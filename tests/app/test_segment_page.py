@@ -384,6 +384,8 @@ def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
     dataset.file_meta = meta
     dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
     dataset.Modality = "DX"
+    dataset.PatientID, dataset.PatientName = "TEST-1", "TEST^ONE"
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
     dataset.Rows, dataset.Columns = pixels.shape
     dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
     dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
@@ -417,6 +419,8 @@ def test_a_dicom_upload_gives_areas_in_square_millimetres(reference):
     assert f"{int(mask.sum()):,} px · **{mask.sum() * 0.05:,.1f} mm²**" in captions
     table = app.dataframe[0].value
     assert table["Area (mm²)"].tolist() == pytest.approx([lesion.area_mm2 for lesion in lesions])
+    labels = [button.proto.label for button in app.get("download_button")]
+    assert {"Mask", "Report", "DICOM SEG"} <= set(labels), labels
 
 
 @pytest.mark.slow
