@@ -60,7 +60,8 @@ def pages_section() -> None:
 
 #: The home page's model cards, the segmenter a user sees first first.
 MODEL_TITLES = {
-    spec.run: spec.title for spec in (*registry.SEGMENTERS, registry.MODELS["classifier"])
+    spec.run: spec.long_title or spec.title
+    for spec in (*registry.SEGMENTERS, registry.MODELS["classifier"])
 }
 
 
@@ -112,7 +113,7 @@ def _model_card(run_name: str, info: dict) -> None:
                     f"Verdict on {verdict.get('n_images')} whole test images (with the "
                     f"{registry.title_of(verdict.get('segmentation_run', ''))}): balanced accuracy "
                     f"**{format_number(verdict.get('balanced_accuracy'))}**, malignant recall "
-                    f"{(verdict.get('recall') or {}).get('malignant') or 0:.2f}"
+                    f"{format_number((verdict.get('recall') or {}).get('malignant'), digits=2)}"
                 )
 
 

@@ -24,6 +24,7 @@ class ModelSpec:
         key: the --model value ("basic", "attention", "classifier").
         run: its run folder name under the models folder.
         title: how pages and reports name it.
+        long_title: its name where there is room (the home page's cards).
         colour: its colour in every figure (hex).
         task: "segmentation" or "classification".
         builder: the function in btseg.models that builds it.
@@ -39,6 +40,7 @@ class ModelSpec:
     builder: str
     loss: str
     summary: str
+    long_title: str = ""
 
     @property
     def is_segmenter(self) -> bool:
@@ -72,7 +74,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             key="classifier",
             run="classifier",
-            title="DenseNet121 classifier",
+            title="Classifier",
+            long_title="DenseNet121 classifier",
             colour="#8e44ad",
             task="classification",
             builder="btseg.models.classifier.build_classifier",

@@ -44,6 +44,7 @@ class Setup:
     paths: dict[str, Path]
     messages: list[str]
     stages: list[tuple[str, int, int]]
+    n_test: int  # test images of the split, counted from the split itself
 
 
 def make_classifier_run(folder: Path, segmenter_config: dict) -> None:
@@ -90,7 +91,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     paths = evaluate_all(models_dir, data_dir, cache_dir=cache_dir, log=messages.append,
                          progress=lambda stage, done, total: stages.append((stage, done, total)),
                          n_resamples=RESAMPLES)
-    return Setup(data_dir, cache_dir, models_dir, paths, messages, stages)
+    from btseg.data.splits import split_for
+
+    n_test = len(split_for(open_dataset(data_dir), cache_dir=cache_dir).ids("test"))
+    return Setup(data_dir, cache_dir, models_dir, paths, messages, stages, n_test)
 
 
 def test_every_run_gets_a_complete_evaluation_folder(setup):
@@ -108,7 +112,7 @@ def test_every_run_gets_a_complete_evaluation_folder(setup):
         assert summary["schema_version"] == 1
     # Progress: one call before and one per image.
     stage = "attention_unet: predicting and scoring at original resolution"
-    assert [s[1] for s in setup.stages if s[0] == stage] == [0, 1, 2, 3, 4, 5]
+    assert [s[1] for s in setup.stages if s[0] == stage] == list(range(setup.n_test + 1))
 
 
 def test_the_artifacts_load_back_without_tensorflow(setup):
@@ -123,7 +127,7 @@ def test_the_artifacts_load_back_without_tensorflow(setup):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=PROJECT_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["5", "5", "False"]
+    assert result.stdout.split() == [str(setup.n_test), str(setup.n_test), "False"]
 
 
 def test_summary_numbers_equal_the_per_image_table(setup):
@@ -132,8 +136,10 @@ def test_summary_numbers_equal_the_per_image_table(setup):
     block = summary["at_validation_threshold"]
     tumour = table[table["tumour"]]
     normal = table[table["label"] == "normal"]
-    assert (summary["n_test_images"], summary["n_tumour_images"], summary["n_normal_images"]) == (
-        5, 2, 3)
+    assert summary["n_test_images"] == setup.n_test == len(table)
+    assert (summary["n_tumour_images"], summary["n_normal_images"]) == (
+        int(table["tumour"].sum()), int((table["label"] == "normal").sum()))
+    assert summary["n_tumour_images"] >= 1 and summary["n_normal_images"] >= 1
     assert block["threshold"] == summary["validation_threshold"]
     assert block["mean_dice_tumour"] == pytest.approx(tumour["dice"].mean(), abs=1e-12)
     assert block["mean_iou_tumour"] == pytest.approx(tumour["iou"].mean(), abs=1e-12)
@@ -143,7 +149,7 @@ def test_summary_numbers_equal_the_per_image_table(setup):
     assert block["normal_fp_rate"] == pytest.approx(normal["predicted_lesion"].mean())
     for bucket, values in block["by_size"].items():
         assert values["n"] == int((tumour["size_bucket"] == bucket).sum())
-    assert sum(values["n_images"] for values in block["by_center"].values()) == 5
+    assert sum(values["n_images"] for values in block["by_center"].values()) == setup.n_test
     low, high = block["ci95"]["mean_dice_tumour"]
     assert low <= block["mean_dice_tumour"] <= high
     row = loaded.sweep[loaded.sweep["threshold"] == loaded.validation_threshold].iloc[0]
@@ -210,10 +216,10 @@ def test_the_verdict_is_scored_on_whole_test_images_through_the_pipeline(setup):
     folder = setup.paths["classifier"]
     verdict = json.loads((folder / "verdict.json").read_text())
     rows = pd.read_csv(folder / "verdict_per_image.csv")
-    assert len(rows) == verdict["n_images"] == 5
+    assert len(rows) == verdict["n_images"] == setup.n_test
     assert set(verdict["recall"]) == set(VERDICT_CLASSES)
     confusion = np.array(verdict["confusion"])
-    assert confusion.sum() == 5
+    assert confusion.sum() == setup.n_test
     for k, name in enumerate(VERDICT_CLASSES):
         support = (rows["label"] == name).sum()
         assert confusion[k].sum() == support
@@ -322,7 +328,7 @@ def test_classifier_predictions_are_the_models_on_the_training_preprocessing(set
         is_class = loaded.labels() == CLASS_NAMES.index(name)
         assert curves[name]["auc"] == pytest.approx(
             roc_auc_score(is_class, loaded.probabilities()[:, CLASS_NAMES.index(name)]))
-    assert loaded.reliability_curve()["count"].sum() == 5
+    assert loaded.reliability_curve()["count"].sum() == setup.n_test
 
 
 def test_evaluate_all_skips_missing_runs_with_the_command_that_trains_them(setup):
@@ -340,7 +346,7 @@ def test_evaluate_all_skips_missing_runs_with_the_command_that_trains_them(setup
 def test_the_report_prints_the_metric_table(setup):
     report = evaluation.format_evaluation_report(setup.paths)
     assert "| Attention U-Net | validation |" in report
-    assert "Classifier on 5 test images" in report
+    assert f"Classifier on {setup.n_test} test images" in report
     table = evaluation.metric_table(
         {"attention_unet": evaluation.load_segmentation_evaluation(setup.paths["attention_unet"])})
     assert not math.isnan(table.loc[0, "pixel_auc"])

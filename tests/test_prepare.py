@@ -256,7 +256,9 @@ def test_resumed_prepare_trains_only_what_is_missing_and_evaluates_everything(
     assert "[1/4] Dataset: " in prepared.resumed_lines[0]  # not generated again
     # The basic U-Net of the killed run is kept as it was.
     assert sha256(prepared.models_dir / "basic_unet" / "model.keras") == prepared.basic_model_hash
-    assert sorted(entry.name for entry in prepared.models_dir.iterdir()) == sorted(RUN_FOLDERS)
+    assert sorted(entry.name for entry in prepared.models_dir.iterdir()) == sorted(
+        [*RUN_FOLDERS, "input_gate.json"]
+    )
     for name in RUN_FOLDERS:
         run = prepared.models_dir / name
         assert is_complete(run), name
