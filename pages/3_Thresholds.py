@@ -452,11 +452,17 @@ def draw_verdict() -> None:
     names = list(verdict.get("classes") or config.CLASS_NAMES)
     st.plotly_chart(
         viz.confusion_matrix_figure(
-            np.asarray(verdict["confusion"], dtype=np.int64), names, title="Verdict confusion matrix",
+            np.asarray(verdict["confusion"], dtype=np.int64)[:, : len(names)], names,
+            title="Verdict confusion matrix",
             subtitle="Whole test images; shares of the true class (recall on the diagonal)",
             colors=[viz.CLASS_COLORS.get(name, "#5b6b75") for name in names],
         ),
         key="thresholds_verdict_confusion", config={"displaylogo": False}, width="stretch",
+    )
+    refused = int(verdict.get("inconclusive") or 0)
+    st.caption(
+        f"{refused} test image{'' if refused == 1 else 's'} refused by the input gate "
+        f"(verdict inconclusive, counted as wrong); input gate: {verdict.get('input_gate', '–')}."
     )
 
 

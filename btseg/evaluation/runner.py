@@ -136,12 +136,25 @@ def evaluation_inputs(
         settings["verdict_segmenter_fingerprint"] = (
             None if verdict_segmenter is None else fingerprint(verdict_segmenter)
         )
+        settings["input_gate_fingerprint"] = _gate_fingerprint(run_dir.parent)
     return EvaluationInputs(
         task="segmentation" if segmenter else "classification",
         data_fingerprint=data_fingerprint,
         model_fingerprint=fingerprint(run_dir),
         settings=settings,
     )
+
+
+def _gate_fingerprint(models_dir: Path) -> str | None:
+    """SHA-256 (12 hex digits) of models_dir/input_gate.json, None without one."""
+    import hashlib
+
+    from btseg.gate import APPEARANCE_FILE
+
+    try:
+        return hashlib.sha256((models_dir / APPEARANCE_FILE).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return None
 
 
 def out_of_date_reasons(
@@ -179,6 +192,9 @@ def out_of_date_reasons(
             changed.remove("verdict_segmenter_fingerprint")
             reasons.append(f"the {title_of(run_name_for('attention'))} its verdict depends on "
                            "has changed since")
+        if "input_gate_fingerprint" in changed:
+            changed.remove("input_gate_fingerprint")
+            reasons.append("the input gate its verdict passes through was fitted again since")
         if changed:
             reasons.append(f"it was made with other settings ({', '.join(changed)})")
     needed = files.SEGMENTATION_FILES if inputs.task == "segmentation" else files.CLASSIFIER_FILES

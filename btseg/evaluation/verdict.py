@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from btseg import decisions, metrics
+from btseg import decisions
 from btseg.config import CLASS_NAMES
 from btseg.evaluation import files
 from btseg.evaluation.files import (
@@ -41,11 +41,17 @@ def verdict_segmenter_dir(classifier_dir: Path) -> Path | None:
     return folder if is_complete(folder) else None
 
 
+#: Verdict columns of the confusion matrix: the classes, then the images the input gate refused.
+VERDICT_COLUMNS = (*decisions.VERDICT_CLASSES, "inconclusive")
+
+
 def verdict_scores(rows: np.ndarray) -> dict[str, Any]:
-    """rows (N, 2) int: truth, predicted class index -> balanced accuracy, recall by class,
-    confusion (rows truth, columns verdict)."""
+    """rows (N, 2) int: truth (a VERDICT_CLASSES index), verdict (a VERDICT_COLUMNS index) ->
+    balanced accuracy, recall by class, confusion (rows truth, columns verdict; an inconclusive
+    verdict is never correct)."""
     names = decisions.VERDICT_CLASSES
-    confusion = metrics.confusion_matrix(rows[:, 0], rows[:, 1], len(names))
+    confusion = np.zeros((len(names), len(VERDICT_COLUMNS)), dtype=np.int64)
+    np.add.at(confusion, (rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)), 1)
     support = confusion.sum(axis=1)
     recall = {
         name: (float(confusion[k, k] / support[k]) if support[k] else None)
@@ -57,6 +63,8 @@ def verdict_scores(rows: np.ndarray) -> dict[str, Any]:
         "accuracy": float(np.trace(confusion) / max(1, confusion.sum())),
         "recall": recall,
         "confusion": confusion.tolist(),
+        "confusion_columns": list(VERDICT_COLUMNS),
+        "inconclusive": int(confusion[:, -1].sum()),
         "support": {name: int(support[k]) for k, name in enumerate(names)},
     }
 
@@ -71,12 +79,17 @@ def evaluate_verdict(
 ) -> dict[str, Any]:
     """Score the verdict of the whole pipeline (btseg.predict.Predictor with the attention U-Net
     and this classifier) on the whole test images; write verdict.json and its per-image CSV."""
+    from btseg.gate import load_appearance_gate
     from btseg.infer import Classifier, Segmenter
     from btseg.predict import Predictor
     from btseg.runs import load_run
 
     segmenter_run = load_run(segmenter_dir)
-    predictor = Predictor(Segmenter(segmenter_run), Classifier(classifier_run))
+    # As served: with the input gate's appearance check when it is fitted beside the runs.
+    appearance = load_appearance_gate(segmenter_dir.parent)
+    predictor = Predictor(
+        Segmenter(segmenter_run), Classifier(classifier_run), appearance=appearance
+    )
     names = list(decisions.VERDICT_CLASSES)
     stage = "verdict: segmenting and classifying whole test images"
     rows = []
@@ -85,7 +98,7 @@ def evaluate_verdict(
         decoded, _ = data.image(index)
         prediction = predictor.predict(decoded)
         verdict = prediction.verdict
-        predicted[index] = names.index(verdict.label)
+        predicted[index] = VERDICT_COLUMNS.index(verdict.label)
         rows.append(
             {
                 "image_id": image_id,
@@ -134,6 +147,7 @@ def evaluate_verdict(
             "lesion (region classifier) or the whole image (image classifier)"
         ),
         "segmentation_run": segmenter_run.name,
+        "input_gate": "with the appearance check" if appearance else "modality, size, content",
         "segmentation_model_fingerprint": model_fingerprint(segmenter_dir),
         "operating_point": predictor.operating_point.to_json(),
         "classifier_run": classifier_run.name,
