@@ -57,6 +57,20 @@ def check_batch_size(batch_size: int) -> int:
     return batch_size
 
 
+def _read_temperature(run_dir: Path) -> float | None:
+    """The temperature in run_dir/evaluation/calibration.json, None without a usable one."""
+    import json
+
+    from btseg.calibration import CALIBRATION_FILE
+
+    try:
+        payload = json.loads((run_dir / "evaluation" / CALIBRATION_FILE).read_text("utf-8"))
+        value = float(payload["temperature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if value > 0 and np.isfinite(value) else None
+
+
 class _Model:
     """A loaded run: the Keras model called on letterboxed batches, one call at a time."""
 
@@ -179,7 +193,8 @@ class Classifier(_Model):
 
     Attributes: input_mode: "image" (trained on whole radiographs) or "region" (trained on crops
     around lesions: give it the box of ``btseg.decisions.most_probable_lesion(lesions)``; see
-    btseg.data.regions).
+    btseg.data.regions). temperature: the temperature fitted on validation by `btseg evaluate`
+    (evaluation/calibration.json; None before), with which ``predict`` calibrates.
     """
 
     task = "classification"
@@ -188,6 +203,7 @@ class Classifier(_Model):
         super().__init__(run)
         self.class_names: tuple[str, ...] = tuple(run.config.get("class_names") or CLASS_NAMES)
         self.input_mode: str = str(run.config.get("input_mode") or "image")
+        self.temperature: float | None = _read_temperature(self.path)
         self._grad_cam_function = None
 
     @property
@@ -225,13 +241,19 @@ class Classifier(_Model):
         self,
         image: DecodedImage | np.ndarray,
         box: tuple[float, float, float, float] | None = None,
+        calibrated: bool = True,
     ) -> dict[str, float]:
         """{class name: probability} for the image, or for the region of ``box`` (x0, y0, x1,
-        y1 in original pixels) widened by BOX_MARGIN on each side."""
+        y1 in original pixels) widened by BOX_MARGIN on each side; temperature-scaled when the
+        run has a fitted temperature and ``calibrated`` (the most probable class is the same)."""
         pixels = _pixels(image)
         if box is not None:
             pixels = crop(pixels, box)
         probabilities = self.predict_batch([pixels])[0]
+        if calibrated and self.temperature is not None:
+            from btseg.calibration import apply_temperature
+
+            probabilities = apply_temperature(probabilities, self.temperature)
         return {
             name: float(value) for name, value in zip(self.class_names, probabilities, strict=True)
         }

@@ -401,13 +401,37 @@ def draw_classifier() -> None:
         )
     with right:
         curve = evaluation.reliability_curve()
-        st.plotly_chart(
+        calibration = evaluation.calibration
+        before, after = st.tabs(["As trained", "After temperature scaling"])
+        before.plotly_chart(
             viz.reliability_figure(
                 curve["confidence"], curve["accuracy"], curve["count"], curve["edges"],
                 ece=summary.get("ece"),
             ),
             key="thresholds_reliability", config={"displaylogo": False}, width="stretch",
         )
+        if calibration is None:
+            after.caption("No temperature fitted yet: run `btseg evaluate`.")
+        else:
+            scaled = {key: np.array([np.nan if value is None else value for value in values],
+                                    dtype=np.float64)
+                      for key, values in calibration["reliability_after"].items()}  # fmt: skip
+            after.plotly_chart(
+                viz.reliability_figure(
+                    scaled["confidence"], scaled["accuracy"], scaled["count"], scaled["edges"],
+                    ece=calibration.get("test_ece_after"),
+                ),
+                key="thresholds_reliability_after", config={"displaylogo": False},
+                width="stretch",
+            )
+            st.caption(
+                f"Temperature {calibration['temperature']:.2f}, fitted on "
+                f"{calibration['validation_images']} validation images; expected calibration "
+                f"error on test {format_number(calibration['test_ece_before'])} as trained, "
+                f"{format_number(calibration['test_ece_after'])} after scaling. The dashboard and "
+                "`btseg predict` show the scaled probabilities; the most probable class is "
+                "unchanged."
+            )
 
 
 def draw_verdict() -> None:

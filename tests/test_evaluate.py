@@ -395,3 +395,26 @@ def test_a_region_classifier_is_evaluated_on_the_largest_lesion_or_a_sampled_reg
     with pytest.raises(RunError, match="no valid region settings"):
         evaluate_run(run, setup.data_dir, cache_dir=setup.cache_dir, log=None, force=True,
                      n_resamples=RESAMPLES)
+
+
+def test_the_classifier_is_calibrated_on_validation_and_served_calibrated(setup):
+    from btseg.calibration import apply_temperature
+    from btseg.infer import Classifier
+
+    loaded = evaluation.load_classifier_evaluation(setup.paths["classifier"])
+    calibration = loaded.calibration
+    assert calibration is not None and calibration["temperature"] > 0
+    assert calibration["validation_images"] >= 1
+    assert calibration["validation_nll_after"] <= calibration["validation_nll_before"] + 1e-9
+    scaled = apply_temperature(loaded.probabilities(), calibration["temperature"])
+    assert calibration["test_ece_after"] == pytest.approx(
+        metrics.expected_calibration_error(loaded.labels(), scaled), abs=1e-12)
+    assert loaded.summary["calibration"]["temperature"] == calibration["temperature"]
+    classifier = Classifier.from_run(setup.models_dir / "classifier")
+    assert classifier.temperature == pytest.approx(calibration["temperature"])
+    image = read_image(open_dataset(setup.data_dir).usable["image_path"].iloc[0]).pixels
+    raw = classifier.predict(image, calibrated=False)
+    served = classifier.predict(image)
+    expected = apply_temperature(list(raw.values()), classifier.temperature)
+    assert served == pytest.approx(dict(zip(raw, expected, strict=True)))
+    assert max(served, key=served.get) == max(raw, key=raw.get)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from btseg import metrics
+from btseg.calibration import CALIBRATION_FILE
 from btseg.config import CLASS_NAMES
 from btseg.errors import RunError
 from btseg.evaluation import files
@@ -72,7 +73,7 @@ def _classifier_probabilities(
             rng = image_rng(int(data.region["seed"]), image_id)
             sides = tuple(data.region["side_range"])
             box = region_of(decoded.pixels, lesion_boxes(truth), sides, rng, jitter=False)
-        predicted = classifier.predict(decoded, box=box)
+        predicted = classifier.predict(decoded, box=box, calibrated=False)
         probabilities[index] = [predicted[name] for name in classifier.class_names]
         if progress is not None:
             progress(stage, index + 1, count)
@@ -89,7 +90,9 @@ def evaluate_classifier(
     from btseg.infer import Classifier
 
     classifier = Classifier(run)
-    probabilities = files.check_probabilities(_classifier_probabilities(classifier, data, progress), run)
+    probabilities = files.check_probabilities(
+        _classifier_probabilities(classifier, data, progress), run
+    )
     names = list(CLASS_NAMES)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
         raise RunError(
@@ -188,6 +191,7 @@ def evaluate_classifier(
             }
         ),
     )
+    calibration = _calibrate(classifier, data, labels, probabilities, out, progress)
     summary = dict(report)
     summary.update(
         {
@@ -195,9 +199,60 @@ def evaluate_classifier(
             "ci95": ci95,
             "by_center": by_center,
             "input_size": run.input_size,
+            "calibration": calibration,
         }
     )
     return summary
+
+
+def _calibrate(
+    classifier: Any,
+    data: TestData,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    out: Path,
+    progress: Progress | None,
+) -> dict[str, Any] | None:
+    """Fit a temperature on the validation images (served as the test ones), score it on test,
+    and write calibration.json (the temperature Classifier.predict then applies) with the
+    reliability curve after scaling. None when the split has no validation image."""
+    from btseg.calibration import (
+        CALIBRATION_FILE,
+        apply_temperature,
+        fit_temperature,
+        negative_log_likelihood,
+    )
+
+    validation = data.for_part("val")
+    if not validation.image_ids:
+        return None
+    held = _classifier_probabilities(classifier, validation, progress)
+    temperature = fit_temperature(held, validation.labels)
+    scaled = apply_temperature(probabilities, temperature)
+    curve = metrics.reliability_curve(labels, scaled)
+    payload = {
+        "schema_version": files.SCHEMA_VERSION,
+        "method": "temperature scaling of the log-probabilities (Guo et al. 2017), fitted on "
+        "the validation images by negative log-likelihood",
+        "temperature": temperature,
+        "validation_images": len(validation.image_ids),
+        "validation_nll_before": negative_log_likelihood(held, validation.labels),
+        "validation_nll_after": negative_log_likelihood(
+            apply_temperature(held, temperature), validation.labels
+        ),
+        "test_ece_before": metrics.expected_calibration_error(labels, probabilities),
+        "test_ece_after": metrics.expected_calibration_error(labels, scaled),
+        "test_nll_before": negative_log_likelihood(probabilities, labels),
+        "test_nll_after": negative_log_likelihood(scaled, labels),
+        "reliability_after": {
+            "confidence": curve.confidence,
+            "accuracy": curve.accuracy,
+            "count": curve.count,
+            "edges": curve.edges,
+        },
+    }
+    atomic_write_json(out / CALIBRATION_FILE, files.plain(payload))
+    return {key: value for key, value in payload.items() if key != "reliability_after"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +281,7 @@ class ClassifierEvaluation:
     reliability: dict[str, Any]
     run_dir: Path
     verdict: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None  # calibration.json: temperature, ECE before/after
 
     @property
     def class_names(self) -> list[str]:
@@ -300,7 +356,11 @@ def load_classifier_evaluation(run_dir: str | Path) -> ClassifierEvaluation:
     roc = load_json(run_dir, ROC_FILE)
     reliability = load_json(run_dir, RELIABILITY_FILE)
     verdict = read_verdict(run_dir)
+    calibration = None
+    if (files.evaluation_dir(run_dir) / CALIBRATION_FILE).is_file():
+        calibration = load_json(run_dir, CALIBRATION_FILE)
     return ClassifierEvaluation(summary=summary, predictions=predictions, roc=roc,
-                                reliability=reliability, run_dir=run_dir, verdict=verdict)
+                                reliability=reliability, run_dir=run_dir, verdict=verdict,
+                                calibration=calibration)
 
 

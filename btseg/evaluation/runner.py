@@ -257,7 +257,7 @@ class TestData:
         run_dir: Path,
         log: Log,
     ) -> None:
-        from btseg.data.splits import load_split, split_for, surrogate_patient_ids
+        from btseg.data.splits import load_split, split_for
 
         self.warnings: list[str] = []
         recorded = config.get("data") or {}
@@ -285,6 +285,8 @@ class TestData:
         self.region: dict[str, Any] | None = None
         if self.input_mode == "region":
             self.region = _region_settings(config, run_name)
+        self._dataset = dataset
+        self.part = "test"
         usable = set(dataset.usable["image_id"].astype(str))
         test_ids = self.split.ids("test")
         self.image_ids = [image_id for image_id in test_ids if image_id in usable]
@@ -303,6 +305,23 @@ class TestData:
                 fix="check the dataset with `btseg stats` and `btseg split`",
             )
         self.left_out = left_out
+        self._index_rows(dataset)
+
+    def for_part(self, part: str) -> TestData:
+        """The same run's images of another part of its split ("val" to fit on validation)."""
+        import copy
+
+        other = copy.copy(self)
+        usable = set(self._dataset.usable["image_id"].astype(str))
+        other.part = part
+        other.image_ids = [i for i in self.split.ids(part) if i in usable]
+        other.left_out = [i for i in self.split.ids(part) if i not in usable]
+        other._index_rows(self._dataset)
+        return other
+
+    def _index_rows(self, dataset: Any) -> None:
+        from btseg.data.splits import surrogate_patient_ids
+
         table = dataset.table.drop_duplicates("image_id")
         groups = surrogate_patient_ids(dataset.table)
         group_of = dict(zip(dataset.table["image_id"].astype(str), groups.astype(int), strict=True))
@@ -439,8 +458,9 @@ def evaluate_run(
         if not segmenter:
             verdict_segmenter = verdict_segmenter_dir(run_dir)
             if verdict_segmenter is not None:
+                temperature = (results.get("calibration") or {}).get("temperature")
                 results["verdict"] = evaluate_verdict(
-                    verdict_segmenter, run, data, temporary, n_resamples, progress
+                    verdict_segmenter, run, data, temporary, n_resamples, progress, temperature
                 )
         summary = {
             "schema_version": files.SCHEMA_VERSION,

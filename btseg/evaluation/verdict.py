@@ -76,6 +76,7 @@ def evaluate_verdict(
     out: Path,
     n_resamples: int,
     progress: Progress | None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Score the verdict of the whole pipeline (btseg.predict.Predictor with the attention U-Net
     and this classifier) on the whole test images; write verdict.json and its per-image CSV."""
@@ -87,9 +88,9 @@ def evaluate_verdict(
     segmenter_run = load_run(segmenter_dir)
     # As served: with the input gate's appearance check when it is fitted beside the runs.
     appearance = load_appearance_gate(segmenter_dir.parent)
-    predictor = Predictor(
-        Segmenter(segmenter_run), Classifier(classifier_run), appearance=appearance
-    )
+    classifier = Classifier(classifier_run)
+    classifier.temperature = temperature  # the one this evaluation just fitted (or none)
+    predictor = Predictor(Segmenter(segmenter_run), classifier, appearance=appearance)
     names = list(decisions.VERDICT_CLASSES)
     stage = "verdict: segmenting and classifying whole test images"
     rows = []
