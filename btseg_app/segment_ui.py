@@ -70,7 +70,8 @@ def run_status(models_dir: Path, run_name: str) -> RunStatus:
     path = Path(models_dir) / run_name
     info = read_run_info(path)
     stamp = []
-    for name in (MODEL_FILE, CONFIG_FILE, THRESHOLD_FILE):
+    # The calibration file too: a new temperature must reach the cached classifier.
+    for name in (MODEL_FILE, CONFIG_FILE, THRESHOLD_FILE, "evaluation/calibration.json"):
         try:
             stamp.append((path / name).stat().st_mtime_ns)
         except OSError:
