@@ -195,6 +195,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         allow_any_modality=args.allow_any_modality,
         report=args.report,
         dicom_seg=args.dicom_seg,
+        uncertainty=args.uncertainty,
     )
     for warning in summary.attrs.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
@@ -339,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dicom-seg",
         action="store_true",
         help="also write a DICOM Segmentation (SEG) of the mask for each DICOM input",
+    )
+    predict.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write where the model is unsure: the spread of its mirrored predictions "
+        "(<stem>_uncertainty.png; four more model calls per image)",
     )
     predict.add_argument(
         "--allow-any-modality",

@@ -178,6 +178,32 @@ class Segmenter(_Model):
                 maps[index] = self._call(inputs)[0, ..., 0]
         return np.clip(maps, 0.0, 1.0)
 
+    def mirrored_maps(self, image: DecodedImage | np.ndarray) -> np.ndarray:
+        """(4, S, S) float32: the model's map of the image and of its horizontally, vertically
+        and doubly flipped copies, each flipped back (the views mirrored test-time augmentation
+        averages)."""
+        inputs = preprocess(_pixels(image), self.inference_size)[None]
+        maps = []
+        for flip_rows, flip_columns in ((False, False), (False, True), (True, False), (True, True)):
+            view = inputs[:, ::-1] if flip_rows else inputs
+            view = np.ascontiguousarray(view[:, :, ::-1] if flip_columns else view)
+            if self.patch_trained:
+                from btseg.patches import predict_whole
+
+                small = predict_whole(self._call, view, window=self.inference_window)[0]
+            else:
+                small = self._call(view)[0, ..., 0]
+            small = small[::-1] if flip_rows else small
+            maps.append(small[:, ::-1] if flip_columns else small)
+        return np.clip(np.stack(maps), 0.0, 1.0).astype(np.float32)
+
+    def uncertainty_map(self, image: DecodedImage | np.ndarray) -> np.ndarray:
+        """(H, W) float32 in [0, 1] at original resolution: where the model is unsure, as the
+        spread (standard deviation) of its four mirrored predictions, times 2 so that 1 is the
+        largest spread maps in [0, 1] can have. Four model calls."""
+        spread = 2.0 * self.mirrored_maps(image).std(axis=0)
+        return np.clip(postprocess(spread, _pixels(image).shape[:2]), 0.0, 1.0)
+
     def probability_maps(self, images: Sequence[DecodedImage | np.ndarray]) -> list[np.ndarray]:
         """(H, W) uint8 grayscale images -> (H, W) float32 maps in [0, 1] at original resolution."""
         images = list(images)

@@ -39,7 +39,14 @@ from btseg.decisions import (
 from btseg.errors import BtsegError, ConfigError, ImageError, RunError
 from btseg.gate import AppearanceGate, GateResult, check_input, load_appearance_gate
 from btseg.infer import Classifier, Segmenter, check_batch_size
-from btseg.outputs import atomic_write_bytes, csv_text, gray_png, labelme_json, mask_png
+from btseg.outputs import (
+    atomic_write_bytes,
+    csv_text,
+    gray_png,
+    labelme_json,
+    mask_png,
+    probability_png16,
+)
 from btseg.studies import STUDY_RULE, study_key, study_verdict
 
 if TYPE_CHECKING:
@@ -53,14 +60,15 @@ STUDIES_FILE = "studies.csv"
 STUDY_COLUMNS = ("study", "images", "files", "verdict", "reason", "rule", "report_file")
 _TEXT_COLUMNS = (
     "error", "predicted_class", "verdict", "verdict_reason", "classifier_run", "mask_file",
-    "annotation_file", "image_file", "report_file", "seg_file", "notes", "study",
+    "annotation_file", "image_file", "report_file", "seg_file", "uncertainty_file", "notes",
+    "study",
 )  # fmt: skip
 SUMMARY_COLUMNS = (
     "file", "status", "error", "study", "height", "width", "lesions", "lesion_area_percent",
     "prob_normal", "prob_benign", "prob_malignant", "predicted_class", "verdict",
     "verdict_reason", "threshold", "min_lesion_fraction", "segmentation_run", "classifier_run",
     "lesion_area_mm2", "mask_file", "annotation_file", "image_file", "report_file", "seg_file",
-    "notes",
+    "uncertainty_file", "notes",
 )  # fmt: skip
 
 
@@ -431,6 +439,7 @@ def predict_paths(
     study_groups: Mapping[str, str] | None = None,
     report: bool = False,
     dicom_seg: bool = False,
+    uncertainty: bool = False,
 ) -> pd.DataFrame:
     """Predict images and folders of images; write the results to ``out_dir``.
 
@@ -455,6 +464,9 @@ def predict_paths(
             study (btseg.report: self-contained HTML, prints on one page per image).
         dicom_seg: also write ``<stem>_seg.dcm``, a DICOM Segmentation of the mask that
             references its source, for each DICOM input (btseg.dicom_seg).
+        uncertainty: also write ``<stem>_uncertainty.png`` (16-bit, value = spread x 65535),
+            the spread of the four mirrored predictions (Segmenter.uncertainty_map; four more
+            model calls per image), and show it in the reports.
 
     Returns:
         the summary as a DataFrame (also written to out_dir/summary.csv); ``attrs["studies"]``
@@ -502,12 +514,19 @@ def predict_paths(
                     prediction = predictor.predict(image, point)
                     row["study"] = study_key(entry.path.name, image, study_groups)
                     verdicts[position] = prediction.verdict
+                    spread = None
                     if prediction.gate.accepted:
                         row.update(
                             write_prediction(
                                 prediction, out_dir, stems[position], entry.path.name, image
                             )
                         )
+                        if uncertainty:
+                            spread = predictor.segmenter.uncertainty_map(image)
+                            row["uncertainty_file"] = f"{stems[position]}_uncertainty.png"
+                            atomic_write_bytes(
+                                out_dir / row["uncertainty_file"], probability_png16(spread)
+                            )
                         if dicom_seg and image.format == "DICOM":
                             try:
                                 row["seg_file"] = _write_dicom_seg(
@@ -530,7 +549,7 @@ def predict_paths(
                     if report:
                         cases[position] = _write_report(
                             prediction, image, entry.path.name, context, out_dir,
-                            stems[position], row,
+                            stems[position], row, spread,
                         )  # fmt: skip
                 row["threshold"] = point.threshold
                 row["min_lesion_fraction"] = point.min_lesion_fraction
@@ -593,13 +612,15 @@ def _write_report(
     out_dir: Path,
     stem: str,
     row: dict[str, Any],
+    uncertainty: np.ndarray | None = None,
 ):
     """Write <stem>_report.html; return its ReportCase (for the study report)."""
     from btseg.report import ReportCase, html_report
 
     case = ReportCase.from_prediction(
-        prediction, image, file_name, runs=context["runs"], dataset=context["dataset"]
-    )
+        prediction, image, file_name, runs=context["runs"], dataset=context["dataset"],
+        uncertainty_map=uncertainty,
+    )  # fmt: skip
     row["report_file"] = f"{stem}_report.html"
     atomic_write_bytes(out_dir / row["report_file"], html_report(case).encode("utf-8"))
     return case
@@ -674,6 +695,7 @@ def run_predict(
     allow_any_modality: bool = False,
     report: bool = False,
     dicom_seg: bool = False,
+    uncertainty: bool = False,
 ) -> pd.DataFrame:
     """`btseg predict`: load the segmenter ("attention" or "basic") and, if trained, the
     classifier from ``models_dir``, then predict_paths.
@@ -703,7 +725,7 @@ def run_predict(
         warnings.warn(note, stacklevel=2)
     summary = predict_paths(
         paths, out_dir, predictor, threshold=threshold, batch_size=batch_size,
-        progress=progress, report=report, dicom_seg=dicom_seg,
+        progress=progress, report=report, dicom_seg=dicom_seg, uncertainty=uncertainty,
     )  # fmt: skip
     summary.attrs["warnings"] = notes
     return summary

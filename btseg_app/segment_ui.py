@@ -299,6 +299,23 @@ def probability_map(source: ImageInput, status: RunStatus, segmenter) -> np.ndar
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
+def _uncertainty(
+    image_key: str, run_path: str, stamp: tuple, shape: tuple[int, int], _segmenter, _pixels
+) -> np.ndarray:
+    return viz.resize_map(_segmenter.uncertainty_map(_pixels), shape)
+
+
+def uncertainty_map(
+    source: ImageInput, status: RunStatus, segmenter, shape: tuple[int, int]
+) -> np.ndarray:
+    """The spread of the mirrored predictions (Segmenter.uncertainty_map) at the display size
+    ``shape``, computed once per image and model."""
+    return _uncertainty(
+        source.key, status.path, status.stamp, tuple(shape), segmenter, source.image.pixels
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _display_map(
     image_key: str, run_path: str, stamp: tuple, shape: tuple[int, int], _probability
 ) -> np.ndarray:
@@ -621,14 +638,18 @@ def report_runs(status: RunStatus, classifier_status: RunStatus) -> dict[str, di
     return runs
 
 
-def report_html(source: ImageInput, prediction, runs: dict[str, dict[str, Any]]) -> bytes:
-    """The self-contained HTML report of the prediction shown (btseg.report)."""
+def report_html(
+    source: ImageInput, prediction, runs: dict[str, dict[str, Any]], segmenter=None
+) -> bytes:
+    """The self-contained HTML report of the prediction shown (btseg.report), with the
+    uncertainty panel when the segmenter is given (four model calls)."""
     from btseg.report import ReportCase, dataset_summary, html_report
 
     config_of_run = read_run_info(Path(config.models_dir()) / prediction.segmentation_run)
+    spread = None if segmenter is None else segmenter.uncertainty_map(source.image.pixels)
     case = ReportCase.from_prediction(
         prediction, source.image, source.name, runs=runs,
-        dataset=dataset_summary(config_of_run["config"]),
+        dataset=dataset_summary(config_of_run["config"]), uncertainty_map=spread,
     )  # fmt: skip
     return html_report(case).encode("utf-8")
 

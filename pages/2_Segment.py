@@ -25,7 +25,7 @@ from btseg_app import common
 from btseg_app import segment_ui as ui
 
 SOURCES = ("Test-split image", "Upload an X-ray")
-VIEWS = ("Overlay", "Probability heatmap", "Contour", "Side by side")
+VIEWS = ("Overlay", "Probability heatmap", "Uncertainty", "Contour", "Side by side")
 DRAW_MODES = {"Box": "rect", "Outline": "polygon"}
 #: The reading room leaves (file name, bytes) here to open one of its rows in this view.
 HANDOFF_KEY = "segment_handoff"
@@ -178,7 +178,10 @@ def draw_missing_model(status: ui.RunStatus, data_dir: Path) -> None:
     st.code(ui.train_commands(status.name, data_dir), language="bash")
 
 
-def draw_image_view(view, display, scale, probability, mask, lesions, opacity, show_boxes) -> None:
+def draw_image_view(
+    view, display, scale, probability, mask, lesions, opacity, show_boxes, uncertainty
+) -> None:
+    """The chosen view; ``uncertainty`` is called (four model calls, cached) only for its view."""
     boxes = (
         [lesion.box for lesion in lesions]
         if show_boxes and len(lesions) <= ui.MAX_DRAWN_BOXES
@@ -198,6 +201,15 @@ def draw_image_view(view, display, scale, probability, mask, lesions, opacity, s
             unsafe_allow_html=True,
         )
         st.caption("Probability on a log scale, like the threshold slider.")
+    elif view == "Uncertainty":
+        with st.spinner("Comparing the mirrored predictions…"):
+            spread = uncertainty()
+        show(st, viz.gradcam_overlay(display, spread, alpha=max(opacity, 0.3)))
+        st.caption(
+            "Where the model is unsure: the spread of its predictions on the image and its three "
+            "mirrored copies (bright = they disagree). A lesion drawn where the spread is high is "
+            "a weak finding."
+        )
     elif view == "Contour":
         show(st, overlay(alpha=0.0))
     else:
@@ -315,7 +327,7 @@ def draw_verdict(verdict, container) -> None:
     container.caption(verdict.reason)
 
 
-def draw_downloads(source, prediction, runs) -> None:
+def draw_downloads(source, prediction, runs, segmenter) -> None:
     """Mask, probability map, LabelMe JSON, the HTML report and (DICOM inputs) a DICOM SEG."""
     mask, probability = prediction.mask, prediction.probability_map
     label, threshold = prediction.verdict.lesion_label, prediction.point.threshold
@@ -356,7 +368,7 @@ def draw_downloads(source, prediction, runs) -> None:
     )
     row.download_button(
         "Report",
-        partial(ui.report_html, source, prediction, runs),
+        partial(ui.report_html, source, prediction, runs, segmenter),
         file_name=f"{stem}_report.html",
         mime="text/html",
         key="segment_download_report",
@@ -556,8 +568,9 @@ def main() -> None:
         show_boxes = boxes_column.toggle("Boxes", value=True, key="segment_boxes")
         display_probability = ui.display_map(source, status, probability, display.shape[:2])
         draw_image_view(
-            view, display, scale, display_probability, mask, lesions, opacity, show_boxes
-        )
+            view, display, scale, display_probability, mask, lesions, opacity, show_boxes,
+            partial(ui.uncertainty_map, source, status, segmenter, display.shape[:2]),
+        )  # fmt: skip
     with side_column:
         st.markdown(
             f"##### Findings · {status.label} at threshold {ui.format_threshold(threshold)}"
@@ -574,7 +587,7 @@ def main() -> None:
             classifier_run=classifier_status.name if probabilities else "",
             pixel_spacing_mm=spacing,
         )  # fmt: skip
-        draw_downloads(source, prediction, ui.report_runs(status, classifier_status))
+        draw_downloads(source, prediction, ui.report_runs(status, classifier_status), segmenter)
 
     if source.from_test_split:
         st.divider()

@@ -450,3 +450,32 @@ def test_predict_report_and_dicom_seg_on_the_synthetic_dicom_set(trained_models,
         assert seg.StudyInstanceUID == source.StudyInstanceUID
         mask = cv2.imread(str(out / row["mask_file"]), cv2.IMREAD_UNCHANGED) > 0
         np.testing.assert_array_equal(seg.pixel_array.reshape(mask.shape) > 0, mask)
+
+
+@pytest.mark.slow
+def test_the_uncertainty_map_is_the_spread_of_the_mirrored_predictions(models, runs, tmp_path):
+    from btseg.data.images import postprocess
+
+    segmenter, _ = models
+    xray = small_xrays(runs, 1)[0]
+    views = segmenter.mirrored_maps(xray)
+    assert views.shape == (4, segmenter.inference_size, segmenter.inference_size)
+    spread = segmenter.uncertainty_map(xray)
+    assert spread.shape == xray.shape and 0.0 <= spread.min() <= spread.max() <= 1.0
+    expected = np.clip(postprocess(2.0 * views.std(axis=0), xray.shape), 0, 1)
+    np.testing.assert_allclose(spread, expected, atol=1e-6)
+    if segmenter.patch_trained:  # the average of the views is mirrored test-time augmentation
+        from btseg.data.images import preprocess
+        from btseg.patches import predict_whole
+
+        inputs = preprocess(xray, segmenter.inference_size)[None]
+        mirrored = predict_whole(segmenter._call, inputs, window=segmenter.inference_window,
+                                 mirror=True)[0]  # fmt: skip
+        np.testing.assert_allclose(views.mean(axis=0), mirrored, atol=1e-5)
+    cv2.imwrite(str(tmp_path / "scan.png"), xray)
+    summary = predict_paths([tmp_path / "scan.png"], tmp_path / "out", Predictor(segmenter),
+                            uncertainty=True)  # fmt: skip
+    written = cv2.imread(str(tmp_path / "out" / summary["uncertainty_file"].iloc[0]),
+                         cv2.IMREAD_UNCHANGED)  # fmt: skip
+    assert written.dtype == np.uint16 and written.shape == xray.shape
+    np.testing.assert_allclose(written / 65535.0, spread, atol=1e-4)

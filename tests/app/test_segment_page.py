@@ -322,12 +322,14 @@ def test_views_and_grad_cam(reference):
     app = run_segment_page()
     app.select_slider(key="segment_threshold_attention_unet").set_value(1e-4).run()
     images = len(app.get("image"))
-    for view, extra in (("Probability heatmap", 0), ("Contour", 0), ("Side by side", 1)):
+    views = (("Probability heatmap", 0), ("Uncertainty", 0), ("Contour", 0), ("Side by side", 1))
+    for view, extra in views:
         app.segmented_control(key="segment_view").set_value(view).run()
         assert_clean(app)
         assert len(app.get("image")) == images + extra, view
         captions = " ".join(caption.value for caption in app.caption)
         assert ("log scale" in captions) == (view == "Probability heatmap")  # heatmap legend
+        assert ("mirrored copies" in captions) == (view == "Uncertainty")
     app.segmented_control(key="segment_view").set_value("Overlay")
     app.toggle(key="segment_gradcam").set_value(True).run()
     assert_clean(app)
