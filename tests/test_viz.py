@@ -1,321 +1,43 @@
-"""btseg.viz: every figure builds from a hand-made tidy table with the counts worked out by hand."""
+"""btseg.viz as a package: every name callers use is importable from btseg.viz itself, and
+importing it loads neither TensorFlow nor Streamlit (the Dataset page's import path)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import plotly.graph_objects as go
-import pytest
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from btseg import viz
-from btseg.data.btxrd import Problem
-from btseg.data.labelme import Lesion
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def tidy_table() -> pd.DataFrame:
-    """Six images: 2 normal, 3 benign (one with two subtypes), 1 malignant."""
-    rows = [
-        # image_id, label, subtypes, sites, center, age, gender, view, region, has_image
-        ("IMG000001.jpeg", "normal", (), (), 1, 40.0, "F", "frontal", "lower limb", True),
-        ("IMG000002.jpeg", "benign", ("osteochondroma",), ("femur", "knee-joint"), 1, 12.0, "M",
-         "lateral", "lower limb", True),
-        ("IMG000003.jpeg", "benign", ("simple bone cyst",), ("humerus",), 2, 9.0, "M", "frontal",
-         "upper limb", True),
-        ("IMG000004.jpeg", "malignant", ("osteosarcoma",), ("femur",), 2, 17.0, "F", "frontal",
-         "lower limb", True),
-        ("IMG000005.jpg", "normal", (), (), 3, 55.0, "M", "oblique", "pelvis", False),
-        ("IMG000006.jpeg", "benign", ("osteochondroma", "giant cell tumor"), ("tibia",), 1, 30.0,
-         "F", "", "lower limb", True),
-    ]  # fmt: skip
-    table = pd.DataFrame(
-        rows,
-        columns=["image_id", "label", "subtypes", "sites", "center", "age", "gender", "view",
-                 "region", "has_image"],
-    )  # fmt: skip
-    table["subtype"] = table["subtypes"].map(" + ".join)
-    table["site"] = table["sites"].map(lambda sites: sites[0] if sites else "")
-    return table
+def test_every_exported_name_comes_from_a_family_module():
+    for name in viz.__all__:
+        value = getattr(viz, name)
+        module = getattr(value, "__module__", None)
+        if module is not None and callable(value):
+            assert module.startswith("btseg.viz."), name
+    assert len(viz.__all__) == len(set(viz.__all__))
 
 
-def bars(figure: go.Figure) -> dict[str, dict]:
-    """trace name -> {category: value} for vertical or horizontal bars."""
-    result = {}
-    for trace in figure.data:
-        if trace.orientation == "h":
-            result[trace.name] = dict(zip(trace.y, trace.x, strict=True))
-        else:
-            result[trace.name] = dict(zip(trace.x, trace.y, strict=True))
-    return result
+def test_every_viz_name_used_in_the_project_is_importable_from_btseg_viz():
+    files = [ROOT / "app.py"]
+    for folder in ("btseg", "btseg_app", "pages", "tests", "bench"):
+        files += sorted((ROOT / folder).rglob("*.py"))
+    used = set()
+    for path in files:
+        if path.is_file():
+            used |= set(re.findall(r"\bviz\.([A-Za-z_]\w*)", path.read_text(encoding="utf-8")))
+    assert {"segmentation_overlay", "TableFilter", "roc_figure"} <= used
+    missing = sorted(name for name in used if not hasattr(viz, name))
+    assert missing == []
 
 
-def test_class_distribution_bar_heights_are_counts():
-    figure = viz.class_distribution_figure(tidy_table())
-    (trace,) = figure.data
-    assert list(trace.x) == ["normal", "benign", "malignant"]
-    assert list(trace.y) == [2, 3, 1]
-    assert list(trace.marker.color) == ["#4C9A6A", "#E0A030", "#C0392B"]
-    assert trace.text[1] == "3 (50.0%)"
-    assert (
-        figure.layout.template.layout.to_plotly_json()
-        == go.Figure(layout_template="plotly_white").layout.template.layout.to_plotly_json()
+def test_importing_viz_loads_neither_tensorflow_nor_streamlit():
+    code = "import sys, btseg.viz; print('tensorflow' in sys.modules, 'streamlit' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    assert figure.layout.yaxis.title.text == "Images"
-
-
-def test_age_by_class_has_a_box_and_a_histogram_per_class():
-    figure = viz.age_by_class_figure(tidy_table())
-    boxes = [trace for trace in figure.data if isinstance(trace, go.Box)]
-    histograms = [trace for trace in figure.data if isinstance(trace, go.Histogram)]
-    assert [trace.name for trace in boxes] == ["normal", "benign", "malignant"]
-    assert [trace.name for trace in histograms] == ["normal", "benign", "malignant"]
-    assert sorted(histograms[1].x) == [9.0, 12.0, 30.0]
-    assert list(boxes[2].x) == [17.0]
-    assert histograms[0].marker.color == viz.CLASS_COLORS["normal"]
-    assert "normal 47.5" in figure.layout.title.subtitle.text
-    assert figure.layout.xaxis2.title.text == "Age (years)"
-
-
-def test_gender_by_class_counts():
-    assert bars(viz.gender_by_class_figure(tidy_table())) == {
-        "Female": {"normal": 1, "benign": 1, "malignant": 1},
-        "Male": {"normal": 1, "benign": 2, "malignant": 0},
-    }
-
-
-def test_site_frequency_counts_every_site_of_tumour_images_sorted():
-    figure = viz.site_frequency_figure(tidy_table())
-    assert bars(figure) == {
-        "benign": {"femur": 1, "humerus": 1, "knee-joint": 1, "tibia": 1},
-        "malignant": {"femur": 1, "humerus": 0, "knee-joint": 0, "tibia": 0},
-    }
-    # Most frequent first (drawn on top), ties alphabetical.
-    assert list(figure.data[0].y) == ["femur", "humerus", "knee-joint", "tibia"]
-    assert figure.layout.yaxis.autorange == "reversed"
-    assert "4 tumour images; 1 name more than one site" in figure.layout.title.subtitle.text
-
-
-def test_view_figure_keeps_missing_views_visible():
-    assert bars(viz.view_figure(tidy_table())) == {
-        "normal": {"frontal": 1, "lateral": 0, "oblique": 1, "not recorded": 0},
-        "benign": {"frontal": 1, "lateral": 1, "oblique": 0, "not recorded": 1},
-        "malignant": {"frontal": 1, "lateral": 0, "oblique": 0, "not recorded": 0},
-    }
-
-
-def test_center_figure_names_the_centres():
-    assert bars(viz.center_figure(tidy_table())) == {
-        "normal": {"1 · Chinese hospitals": 1, "2 · Radiopaedia": 0, "3 · MedPix": 1},
-        "benign": {"1 · Chinese hospitals": 2, "2 · Radiopaedia": 1, "3 · MedPix": 0},
-        "malignant": {"1 · Chinese hospitals": 0, "2 · Radiopaedia": 1, "3 · MedPix": 0},
-    }
-
-
-def test_subtype_figure_counts_both_subtypes_of_a_row_and_colours_by_class():
-    figure = viz.subtype_figure(tidy_table())
-    assert bars(figure) == {
-        "benign": {"osteochondroma": 2, "giant cell tumor": 1, "simple bone cyst": 1},
-        "malignant": {"osteosarcoma": 1},
-    }
-    assert [trace.marker.color for trace in figure.data] == ["#E0A030", "#C0392B"]
-    assert list(figure.layout.yaxis.categoryarray) == [
-        "osteochondroma", "giant cell tumor", "osteosarcoma", "simple bone cyst"
-    ]  # fmt: skip
-
-
-def test_lesion_area_histogram_on_log_bins_with_the_one_percent_line():
-    figure = viz.lesion_area_figure(
-        [0.5, 2.0, 0.05, 10.0], ["benign", "benign", "malignant", "malignant"]
-    )
-    benign, malignant = figure.data
-    assert (benign.name, malignant.name) == ("benign", "malignant")
-    assert sum(benign.y) == 2 and sum(malignant.y) == 2
-
-    def count_in_bin(trace, value):
-        for (low, high), count in zip(trace.customdata, trace.y, strict=True):
-            if low <= value < high:
-                return count
-        raise AssertionError(f"{value} falls in no bin")
-
-    assert count_in_bin(benign, 0.5) == 1
-    assert count_in_bin(malignant, 0.05) == 1
-    assert count_in_bin(malignant, 0.5) == 0
-    # Bins are a fifth of a decade wide: upper edge / lower edge = 10 ** 0.2.
-    low, high = benign.customdata[0]
-    assert high / low == pytest.approx(10**0.2)
-    (line,) = figure.layout.shapes
-    assert line.x0 == line.x1 == 0.0  # log10(1%)
-    assert (
-        "4 annotated images; 2 (50%) have lesions covering less than 1% of the image"
-        in figure.layout.title.subtitle.text
-    )
-    assert "1%" in figure.layout.xaxis.ticktext
-
-
-def test_lesion_area_drops_values_a_log_axis_cannot_show():
-    figure = viz.lesion_area_figure([0.0, -1.0, 3.0])
-    (trace,) = figure.data
-    assert sum(trace.y) == 1
-    assert "1 annotated images; 0 (0%)" in figure.layout.title.subtitle.text
-
-
-def test_lesion_area_rejects_labels_of_another_length():
-    with pytest.raises(ValueError, match="3 values but labels has 2"):
-        viz.lesion_area_figure([1.0, 2.0, 3.0], ["benign", "benign"])
-
-
-def test_split_composition_stacks_classes_per_part():
-    assignment = {
-        "IMG000001.jpeg": "train",
-        "IMG000002.jpeg": "train",
-        "IMG000003.jpeg": "val",
-        "IMG000004.jpeg": "test",
-        "IMG000005.jpg": "test",
-    }
-    figure = viz.split_composition_figure(tidy_table(), assignment)
-    assert bars(figure) == {
-        "normal": {"train": 1, "val": 0, "test": 1, "not in split": 0},
-        "benign": {"train": 1, "val": 1, "test": 0, "not in split": 1},
-        "malignant": {"train": 0, "val": 0, "test": 1, "not in split": 0},
-    }
-    assert figure.layout.barmode == "stack"
-    assert "2 images" in figure.layout.xaxis.ticktext[0]
-
-
-@pytest.mark.parametrize(
-    "build",
-    [
-        viz.class_distribution_figure,
-        viz.age_by_class_figure,
-        viz.gender_by_class_figure,
-        viz.site_frequency_figure,
-        viz.view_figure,
-        viz.center_figure,
-        viz.subtype_figure,
-        lambda table: viz.split_composition_figure(table, {}),
-        lambda table: viz.lesion_area_figure([]),
-    ],
-)
-def test_figures_of_an_empty_selection_say_so(build):
-    figure = build(tidy_table().iloc[0:0])
-    assert len(figure.data) == 0
-    assert (
-        "match" in figure.layout.annotations[0].text or "No " in figure.layout.annotations[0].text
-    )
-
-
-def test_filter_table_by_each_filter_and_combined():
-    table = tidy_table()
-
-    def ids(selection):
-        return [int(image_id[3:9]) for image_id in viz.filter_table(table, selection)["image_id"]]
-
-    assert ids(viz.TableFilter()) == [1, 2, 3, 4, 5, 6]
-    assert ids(viz.TableFilter(labels=("malignant",))) == [4]
-    assert ids(viz.TableFilter(sites=("femur",))) == [2, 4]
-    assert ids(viz.TableFilter(centers=(1,))) == [1, 2, 6]
-    assert ids(viz.TableFilter(genders=("F",))) == [1, 4, 6]
-    assert ids(viz.TableFilter(age_range=(12.0, 17.0))) == [2, 4]
-    assert ids(viz.TableFilter(labels=("benign",), genders=("M",), age_range=(10.0, 90.0))) == [2]
-    assert not viz.TableFilter().active
-    assert viz.TableFilter(centers=(3,)).active
-
-
-def test_site_options_most_frequent_first():
-    assert viz.site_options(tidy_table()) == ["femur", "humerus", "knee-joint", "tibia"]
-
-
-def test_gallery_sample_interleaves_classes_and_skips_missing_images():
-    table = tidy_table()
-    sample = viz.gallery_sample(table, count=4, seed=3)
-    assert list(sample["label"]) == ["benign", "malignant", "normal", "benign"]
-    assert "IMG000005.jpg" not in set(sample["image_id"])  # has_image is False
-    assert list(viz.gallery_sample(table, count=4, seed=3)["image_id"]) == list(sample["image_id"])
-    assert len(viz.gallery_sample(table, count=50, seed=0)) == 5
-
-
-def test_problems_table_groups_by_kind_most_frequent_first():
-    problems = [
-        Problem("view_conflict", "1 row has no view.", ("IMG000006.jpeg",)),
-        Problem("region_site_conflict", "3 rows contradict.", ("a", "b", "c")),
-        Problem("view_conflict", "1 row has two views.", ("IMG000007.jpeg",)),
-        Problem("missing_columns", "column pelvis is missing.", (), count=1),
-    ]
-    table = viz.problems_table(problems)
-    assert list(table["kind"]) == ["region_site_conflict", "view_conflict", "missing_columns"]
-    assert list(table["count"]) == [3, 2, 1]
-    assert table.loc[1, "first_ids"] == "IMG000006.jpeg, IMG000007.jpeg"
-    assert table.loc[1, "details"] == "1 row has no view. 1 row has two views."
-    assert viz.problems_table([]).empty
-
-
-# --------------------------------------------------------------------------------------------
-# Overlays
-
-
-def test_to_rgb_and_hex_to_rgb():
-    gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    rgb = viz.to_rgb(gray)
-    assert rgb.shape == (2, 3, 3) and rgb.dtype == np.uint8
-    assert (rgb[..., 0] == gray).all() and (rgb[..., 2] == gray).all()
-    rgba = np.zeros((2, 2, 4), dtype=np.uint8)
-    assert viz.to_rgb(rgba).shape == (2, 2, 3)
-    with pytest.raises(ValueError, match="uint8"):
-        viz.to_rgb(gray.astype(np.float32))
-    assert viz.hex_to_rgb("#C0392B") == (192, 57, 43)
-    assert viz.hex_to_rgb((1, 2, 3)) == (1, 2, 3)
-    with pytest.raises(ValueError, match="#RRGGBB"):
-        viz.hex_to_rgb("#fff")
-
-
-def square(x0: float, y0: float, x1: float, y1: float) -> Lesion:
-    polygon = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-    return Lesion(label="osteosarcoma", polygon=polygon, box=(x0, y0, x1, y1))
-
-
-def test_draw_outlines_draws_the_polygon_in_the_colour_and_leaves_the_rest():
-    image = np.zeros((20, 20), dtype=np.uint8)
-    drawn = viz.draw_outlines(
-        image, [square(5, 5, 14, 14)], color="#C0392B", thickness=1, antialias=False
-    )
-    assert drawn.shape == (20, 20, 3) and drawn.dtype == np.uint8
-    assert tuple(drawn[5, 10]) == (192, 57, 43)  # on the top edge (row y=5)
-    assert tuple(drawn[14, 10]) == (192, 57, 43)  # bottom edge
-    assert tuple(drawn[10, 10]) == (0, 0, 0)  # inside, no fill
-    assert tuple(drawn[0, 0]) == (0, 0, 0)
-    assert image.max() == 0  # the input is not changed
-    smooth = viz.draw_outlines(image, [square(5, 5, 14, 14)], color="#C0392B", thickness=1)
-    assert smooth[5, 10, 0] > 150 and smooth[10, 10].max() == 0
-
-
-def test_draw_outlines_fill_and_scale_and_box_only_lesions():
-    image = np.zeros((20, 20), dtype=np.uint8)
-    filled = viz.draw_outlines(
-        image,
-        [square(10, 10, 28, 28)],
-        "#C0392B",
-        scale=0.5,
-        thickness=1,
-        fill_alpha=0.5,
-        antialias=False,
-    )
-    assert tuple(filled[5, 9]) == (192, 57, 43)  # scaled top edge at y=5
-    assert tuple(filled[10, 10]) == (96, 28, 22)  # half-opacity fill: round(0.5 * colour)
-    assert tuple(filled[18, 18]) == (0, 0, 0)
-    box_only = Lesion("tumor", None, (2.0, 2.0, 8.0, 8.0))
-    boxed = viz.draw_outlines(image, [box_only], (0, 255, 0), thickness=1, antialias=False)
-    assert tuple(boxed[2, 5]) == (0, 255, 0)
-    assert viz.draw_outlines(image, [], (0, 255, 0)).max() == 0
-
-
-def test_downscale_and_pad_to_square():
-    image = np.zeros((1000, 500), dtype=np.uint8)
-    small, scale = viz.downscale(image, 384)
-    assert small.shape == (384, 192) and scale == pytest.approx(0.384)
-    same, scale = viz.downscale(image[:100, :50], 384)
-    assert same.shape == (100, 50) and scale == 1.0
-    tile = np.full((2, 4, 3), 200, dtype=np.uint8)
-    padded = viz.pad_to_square(tile, 4)
-    assert padded.shape == (4, 4, 3)
-    assert padded[1:3].min() == 200 and padded[0].max() == 0 and padded[3].max() == 0
-    with pytest.raises(ValueError, match="does not fit"):
-        viz.pad_to_square(tile, 3)
+    assert result.stdout.split() == ["False", "False"]

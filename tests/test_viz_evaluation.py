@@ -1,4 +1,5 @@
-"""btseg.viz evaluation figures: each builds from hand-made arrays with the values worked out by hand."""
+"""btseg.viz.evaluation: each Thresholds and Compare figure builds from hand-made arrays with the
+values worked out by hand."""
 
 from __future__ import annotations
 
@@ -13,13 +14,6 @@ from btseg import viz
 
 def names(figure) -> list[str]:
     return [trace.name for trace in figure.data]
-
-
-def test_model_colours_and_labels_are_the_agreed_ones():
-    assert viz.model_color("basic_unet") == "#7f8c8d"
-    assert viz.model_color("attention_unet") == "#0f6e8c"
-    assert viz.model_label("attention_unet") == "Attention U-Net"
-    assert viz.model_label("my_run") == "my_run"
 
 
 def test_roc_figure_draws_each_model_the_chance_line_and_operating_points():
@@ -232,29 +226,6 @@ def test_class_roc_figure_orders_classes_and_reports_macro_auc():
     assert figure.layout.title.subtitle.text == "Macro AUC 0.750 (95% CI 0.600–0.900)"
 
 
-def test_prediction_overlay_tints_inside_outlines_the_border_and_leaves_the_rest():
-    image = np.full((10, 10), 100, dtype=np.uint8)
-    probability = np.zeros((10, 10), dtype=np.float32)
-    probability[3:7, 3:7] = 0.25  # exactly the threshold: predicted (score >= threshold)
-    overlay = viz.prediction_overlay(image, probability, 0.25, color="#C86400", alpha=0.5)
-    assert overlay.shape == (10, 10, 3) and overlay.dtype == np.uint8
-    assert tuple(overlay[0, 0]) == (100, 100, 100)  # outside: unchanged
-    assert tuple(overlay[3, 3]) == (200, 100, 0)  # border of the mask: the full colour
-    assert tuple(overlay[4, 4]) == (150, 100, 50)  # inside: half image, half colour
-    assert (overlay[..., 0] != 100).sum() == 16
-
-
-def test_prediction_overlay_outlines_the_truth_and_checks_shapes():
-    image = np.zeros((8, 8), dtype=np.uint8)
-    truth = np.zeros((8, 8), dtype=np.uint8)
-    truth[1:4, 1:4] = 1
-    overlay = viz.prediction_overlay(image, np.zeros((8, 8)), 0.5, truth=truth, truth_color="#FFD400")
-    assert tuple(overlay[1, 1]) == (255, 212, 0)
-    assert tuple(overlay[2, 2]) == (0, 0, 0)  # inside the outline, nothing predicted
-    with pytest.raises(ValueError, match="does not match the image"):
-        viz.prediction_overlay(image, np.zeros((4, 4)), 0.5)
-
-
 def test_empty_prediction_scores_are_the_metric_traps():
     scores = viz.empty_prediction_scores(tumour_pixels=2, background_pixels=98)
     assert scores["tumour_share"] == pytest.approx(0.02)
@@ -263,12 +234,3 @@ def test_empty_prediction_scores_are_the_metric_traps():
     assert scores["foreground_iou"] == 0.0 and scores["dice"] == 0.0
     assert viz.empty_prediction_scores(0, 10)["keras_mean_iou"] == 1.0
     assert math.isnan(viz.empty_prediction_scores(0, 0)["pixel_accuracy"])
-
-
-def test_outline_mask_draws_only_the_border_of_the_mask():
-    mask = np.zeros((7, 7), dtype=np.uint8)
-    mask[2:5, 2:5] = 1
-    outlined = viz.outline_mask(np.zeros((7, 7), dtype=np.uint8), mask, "#FF0000", thickness=1)
-    red = outlined[..., 0] == 255
-    assert red.sum() == 8  # the 3x3 square's border, not its centre
-    assert not red[3, 3] and red[2, 2]
