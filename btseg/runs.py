@@ -12,11 +12,14 @@ RunError that names the file and the command that makes a new one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -297,6 +300,49 @@ def list_runs(models_dir: str | Path) -> dict[str, dict[str, Any]]:
     }
 
 
+#: Lines TensorFlow's native code prints on stderr when it is imported: informational banners
+#: (oneDNN, CPU features) that say nothing about the user's images.
+_BANNER_MARKS = (
+    "All log messages before absl::InitializeLog()",
+    "oneDNN custom operations are on",
+    "This TensorFlow binary is optimized to use",
+    "To enable the following instructions",
+    "cuda_dnn.cc",
+    "Unable to register cu",
+    "Could not find cuda drivers",
+)
+
+
+@contextlib.contextmanager
+def _without_tensorflow_banners() -> Iterator[None]:
+    """Import TensorFlow without its start-up banners on stderr: the native stderr is held in
+    a temporary file meanwhile, and every other line is written back when the import ends."""
+    import sys
+
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    try:
+        descriptor = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(descriptor)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), descriptor)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, descriptor)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if line.strip() and not any(mark in line for mark in _BANNER_MARKS):
+                    sys.stderr.write(line + "\n")
+
+
 @dataclass
 class Run:
     """A loaded run: the Keras model, its config.json, its threshold (None for the classifier)."""
@@ -341,9 +387,10 @@ def load_run(path: str | Path) -> Run:
     operating_point = _read_operating_point(path, run_name, data_dir)
     fix = f"train the model again: {train_command(run_name, data_dir)}"
 
-    import keras
+    with _without_tensorflow_banners():
+        import keras
 
-    import btseg.models.losses  # noqa: F401  registers the custom objects
+        import btseg.models.losses  # noqa: F401  registers the custom objects
 
     model_path = path / MODEL_FILE
     try:
