@@ -19,7 +19,9 @@ Profiles:
             btseg.patches): images letterboxed to 1024 px, 384 px patches, a share of them
             centred on a lesion, whole-image prediction at 1024 px for validation; the basic
             U-Net keeps the study's loss (binary cross-entropy) and architecture.
-    demo:   the same at 384 px with 128 px patches, sized to train in minutes on 2 CPU cores.
+    demo:   the same at 384 px with 128 px patches, sized to train in minutes on 2 CPU cores:
+            900 steps with polynomial learning-rate decay and mirrored test-time augmentation,
+            the best on validation of the recipes in docs/experiments.md.
     tiny:   seconds, for the tests.
 The classifier's recipe:
     classifier: weighted cross-entropy; phase 1 backbone frozen (Adam, LR x0.3 on plateau, early
@@ -1560,7 +1562,7 @@ def format_validation(config: dict[str, Any]) -> str:
         f"{validation.get('tumour_images')} tumour images at threshold "
         f"{_number(validation.get('threshold'))}"
     )
-    if validation.get("normal_flagged") is not None:
+    if "min_lesion_fraction" in validation:  # an operating point with normal images counted
         return (
             f"{line}, minimum lesion {_percent(validation.get('min_lesion_fraction'), 2)} of "
             f"the image: {_percent(validation.get('normal_flagged'))} of "

@@ -385,8 +385,12 @@ def test_tiny_training_writes_a_complete_run_folder(synthetic, tmp_path, model):
         assert threshold["images"] == config["data"]["validation_images"]
         assert run.threshold == threshold["threshold"] == config["validation"]["threshold"]
         validation = config["validation"]
-        for key in ("mean_dice", "normal_flagged", "tumour_found", "min_lesion_fraction"):
+        for key in ("mean_dice", "tumour_found", "min_lesion_fraction"):
             assert 0.0 <= validation[key] <= 1.0
+        if validation["normal_images"]:
+            assert 0.0 <= validation["normal_flagged"] <= 1.0
+        else:  # no normal image among the few validation images: nothing to count
+            assert validation["normal_flagged"] is None
         assert validation["working_size"] == 64
         assert {"threshold", "min_lesion_fraction", "mean_dice_tumour", "normal_flagged",
                 "tumour_found"} <= set(threshold["table"][0])
