@@ -33,6 +33,7 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 THRESHOLD_FILE = "threshold.json"
+SPLIT_FILE = "split.json"  # the split the run was trained with (evaluation needs no cache)
 
 #: Model key (the --model value) -> run folder name (from btseg.registry).
 RUN_NAMES = {key: spec.run for key, spec in MODELS.items()}

@@ -51,6 +51,7 @@ from btseg.runs import (
     HISTORY_FILE,
     MODEL_FILE,
     RUN_NAMES,
+    SPLIT_FILE,
     THRESHOLD_FILE,
     atomic_write_json,
     remove_dead_temporaries,
@@ -607,6 +608,7 @@ class TrainingData:
     split_id: str
     split_fingerprint: str
     synthetic: bool
+    split: Any = None  # btseg.data.splits.Split, saved in the run folder as split.json
     #: (len(arrays), 2) original (height, width) of the train and validation images, (0, 0)
     #: for the others; None when not read (the letterbox geometry is then estimated).
     shapes: np.ndarray | None = None
@@ -731,6 +733,7 @@ def prepare_data(
         split_fingerprint=split.fingerprint,
         synthetic=is_synthetic(Path(dataset.root)),
         shapes=shapes,
+        split=split,
     )
 
 
@@ -1537,6 +1540,10 @@ def _train_into(
         **outcome.extra,
     }
     atomic_write_json(folder / CONFIG_FILE, summary)
+    if data.split is not None:  # the run carries its split: evaluation needs no cache
+        from btseg.data.splits import save_split
+
+        save_split(data.split, folder / SPLIT_FILE)
     progress(f"{config.run_name}: {format_validation(summary)}")
     return summary
 

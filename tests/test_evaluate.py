@@ -244,6 +244,7 @@ def test_a_run_is_evaluated_with_the_cache_deleted(setup, tmp_path):
 
     run_dir = tmp_path / "attention_unet"
     shutil.copytree(setup.models_dir / "attention_unet", run_dir)
+    assert (run_dir / "split.json").is_file()  # training saved the split with the model
     empty_cache = tmp_path / "no_cache"
     evaluate_run(run_dir, setup.data_dir, force=True, cache_dir=empty_cache, log=None,
                  n_resamples=RESAMPLES)
@@ -252,6 +253,7 @@ def test_a_run_is_evaluated_with_the_cache_deleted(setup, tmp_path):
     assert again.summary["at_validation_threshold"] == original.summary["at_validation_threshold"]
     assert again.summary["warnings"] == []
     assert again.summary["split_id"] == original.summary["split_id"]
+    assert again.summary["split_source"] == "attention_unet/split.json"
 
 
 def test_an_unchanged_run_is_skipped_and_force_re_evaluates_with_warnings(setup, tmp_path):

@@ -46,6 +46,7 @@ from btseg.registry import RUN_ORDER, SEGMENTATION_RUNS, title_of
 from btseg.runs import (
     CONFIG_FILE,
     RUN_NAMES,
+    SPLIT_FILE,
     atomic_write_json,
     is_complete,
     read_run_info,
@@ -236,7 +237,6 @@ def _remove_stale_folders(run_dir: Path) -> None:
 # Data
 
 
-SPLIT_FILE = "split.json"
 
 
 class TestData:
