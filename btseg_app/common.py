@@ -256,6 +256,20 @@ def dataset_error_box(error: BtsegError, data_dir: Path) -> None:
     )
 
 
+def start_page(title: str, icon: str) -> tuple[Path, Dataset | None]:
+    """Page config, the sidebar's dataset card and research notice; (data folder, its dataset
+    or None when it cannot be read: the Dataset page explains why)."""
+    st.set_page_config(page_title=f"{title} · btseg", page_icon=icon, layout="wide")
+    data_dir = config.data_dir()
+    try:
+        dataset = load_dataset(data_dir)
+    except BtsegError:
+        dataset = None
+    sidebar_dataset_badge(data_dir, dataset)
+    research_notice()
+    return data_dir, dataset
+
+
 def sidebar_dataset_badge(data_dir: Path, dataset: Dataset | None) -> None:
     """Sidebar card naming the loaded dataset and its size (after the page links)."""
     sidebar_navigation()

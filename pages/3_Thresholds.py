@@ -494,14 +494,7 @@ def draw_verdict() -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Thresholds · btseg", page_icon=":material/tune:", layout="wide")
-    data_dir = config.data_dir()
-    try:
-        dataset = common.load_dataset(data_dir)
-    except BtsegError:
-        dataset = None
-    common.sidebar_dataset_badge(data_dir, dataset)
-    common.research_notice()
+    common.start_page("Thresholds", ":material/tune:")
 
     st.title("Thresholds")
     st.markdown(

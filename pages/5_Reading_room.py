@@ -54,16 +54,8 @@ def study_groups(names: list[str], mode: str) -> dict[str, str] | None:
 
 
 def main() -> None:
-    st.set_page_config(
-        page_title="Reading room · btseg", page_icon=":material/view_module:", layout="wide"
-    )
-    data_dir, models_dir = config.data_dir(), config.models_dir()
-    try:
-        dataset = common.load_dataset(data_dir)
-    except BtsegError:
-        dataset = None
-    common.sidebar_dataset_badge(data_dir, dataset)
-    common.research_notice()
+    data_dir, _ = common.start_page("Reading room", ":material/view_module:")
+    models_dir = config.models_dir()
     st.title("Reading room")
     st.caption(
         "Several X-rays at once: each is read as on the Segment page (input gate, attention "

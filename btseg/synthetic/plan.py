@@ -17,19 +17,12 @@ from statistics import NormalDist
 
 import numpy as np
 
+from btseg.data.btxrd import COLUMNS as BTXRD_COLUMNS
 from btseg.synthetic.anatomy import BONE_RADIUS, SCENE_SITES
 from btseg.synthetic.lesions import SUBTYPE_LESIONS, LesionKind
 
-COLUMNS: tuple[str, ...] = (
-    "image_id", "center", "age", "gender",
-    "hand", "ulna", "radius", "humerus", "foot", "tibia", "fibula", "femur", "hip bone",
-    "ankle-joint", "knee-joint", "hip-joint", "wrist-joint", "elbow-joint", "shoulder-joint",
-    "tumor", "benign", "malignant",
-    "osteochondroma", "multiple osteochondromas", "simple bone cyst", "giant cell tumor",
-    "osteofibroma", "synovial osteochondroma", "other bt", "osteosarcoma", "other mt",
-    "upper limb", "lower limb", "pelvis",
-    "frontal", "lateral", "oblique",
-)  # fmt: skip
+# The 37 columns of BTXRD's dataset.xlsx, in order: the synthetic table has exactly these.
+COLUMNS = BTXRD_COLUMNS
 
 
 # Published BTXRD counts (3,746 images); the generator draws to these proportions.
