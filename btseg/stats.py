@@ -165,7 +165,7 @@ def _annotation_problems(measurements: pd.DataFrame) -> list[Problem]:
         problems.append(
             Problem(
                 "unreadable_annotation",
-                f"{len(ids)} annotation files cannot be read: {preview_ids(ids)} "
+                f"{_count(len(ids), 'annotation file')} cannot be read: {preview_ids(ids)} "
                 f"(first: {unreadable['error'].iloc[0]})",
                 ids,
             )
@@ -176,7 +176,7 @@ def _annotation_problems(measurements: pd.DataFrame) -> list[Problem]:
         problems.append(
             Problem(
                 "annotation_warning",
-                f"{len(ids)} annotation files needed repairs: {preview_ids(ids)} "
+                f"{_count(len(ids), 'annotation file')} needed repairs: {preview_ids(ids)} "
                 f"(first: {warned['warnings'].iloc[0]})",
                 ids,
             )
@@ -185,7 +185,7 @@ def _annotation_problems(measurements: pd.DataFrame) -> list[Problem]:
     if len(empty):
         ids = tuple(str(image_id) for image_id in empty["image_id"])
         problems.append(
-            Problem("empty_annotation", f"{len(ids)} annotation files hold no lesion: "
+            Problem("empty_annotation", f"{_count(len(ids), 'annotation file')} with no lesion: "
                     f"{preview_ids(ids)}", ids)
         )
     return problems
@@ -193,6 +193,11 @@ def _annotation_problems(measurements: pd.DataFrame) -> list[Problem]:
 
 def _column_sums(table: pd.DataFrame, columns: Iterable[str]) -> dict[str, int]:
     return {name: int(table[name].sum()) for name in columns}
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 annotation file', '3 annotation files'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _value_counts(values: pd.Series, order: tuple = ()) -> dict[str, int]:
