@@ -361,9 +361,9 @@ def _decode(entry: InputFile) -> DecodedImage:
         raise
     except Exception as error:  # one odd file must not end a batch of thousands
         raise ImageError(
-            f"could not be decoded ({type(error).__name__}: {error})",
+            "could not be decoded: its content is not a JPEG, PNG or DICOM image btseg can read",
             where=entry.path.name,
-            fix="Convert it to PNG or JPEG",
+            fix="Open it in an image viewer; if it shows, export it again as PNG or JPEG",
         ) from None
 
 
