@@ -359,7 +359,7 @@ def _decode(entry: InputFile) -> DecodedImage:
         return read_image(entry.path)
     except ImageError:
         raise
-    except Exception as error:  # one odd file must not end a batch of thousands
+    except Exception:  # one odd file must not end a batch of thousands
         raise ImageError(
             "could not be decoded: its content is not a JPEG, PNG or DICOM image btseg can read",
             where=entry.path.name,
