@@ -217,6 +217,7 @@ def test_the_reading_room_groups_studies_and_opens_a_row(server, page, request, 
     page.wait_for_selector('[data-testid="stFileUploader"]', timeout=PAGE_LOAD_MS)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(files)
     page.wait_for_selector("text=4 images in 2 studies", timeout=PAGE_LOAD_MS)
+    page.wait_for_selector("text=hip · 1 view · Study verdict:", timeout=PAGE_LOAD_MS)
     wait_until_idle(page)
     assert_no_exception(page)
     text = page.inner_text("body")
