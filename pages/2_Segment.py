@@ -561,7 +561,7 @@ def main() -> None:
         st.caption(f":material/info: {note}")
     image_column, side_column = st.columns([3, 2], gap="large")
     with image_column:
-        view_column, boxes_column = st.columns([4, 1], vertical_alignment="bottom")
+        view_column, boxes_column = st.columns([6, 1], vertical_alignment="bottom")
         view = view_column.segmented_control(
             "View", VIEWS, default=VIEWS[0], key="segment_view", required=True
         )
