@@ -71,9 +71,12 @@ def main() -> int:
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as temporary:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
-        for name, path in (("home", ""), ("dataset", "Dataset"), ("segment", "Segment"),
-                           ("thresholds", "Thresholds"), ("compare", "Compare")):  # fmt: skip
+        pages = (("home", "", "text=Models"), ("dataset", "Dataset", ".js-plotly-plot"),
+                 ("segment", "Segment", "text=Findings"), ("thresholds", "Thresholds", "text=Verdict"),
+                 ("compare", "Compare", ".js-plotly-plot"))  # fmt: skip
+        for name, path, ready in pages:
             page.goto(f"{args.url}/{path}", timeout=TIMEOUT_MS)
+            page.wait_for_selector(ready, timeout=TIMEOUT_MS)  # the page's main content
             idle(page)
             shoot(page, name)
         page.goto(f"{args.url}/Reading_room", timeout=TIMEOUT_MS)
