@@ -166,36 +166,24 @@ class Segmenter(_Model):
         images = list(images)
         size = self.inference_size
         maps = np.zeros((len(images), size, size), dtype=np.float32)
+        from btseg.patches import predict_whole
+
         for index, image in enumerate(images):
             inputs = preprocess(_pixels(image), size)[None]
-            if self.patch_trained:
-                from btseg.patches import predict_whole
-
-                maps[index] = predict_whole(
-                    self._call, inputs, window=self.inference_window, mirror=self.tta_mirror
-                )[0]
-            else:
-                maps[index] = self._call(inputs)[0, ..., 0]
+            maps[index] = predict_whole(
+                self._call, inputs, window=self.inference_window, mirror=self.tta_mirror
+            )[0]
         return np.clip(maps, 0.0, 1.0)
 
     def mirrored_maps(self, image: DecodedImage | np.ndarray) -> np.ndarray:
         """(4, S, S) float32: the model's map of the image and of its horizontally, vertically
         and doubly flipped copies, each flipped back (the views mirrored test-time augmentation
         averages)."""
-        inputs = preprocess(_pixels(image), self.inference_size)[None]
-        maps = []
-        for flip_rows, flip_columns in ((False, False), (False, True), (True, False), (True, True)):
-            view = inputs[:, ::-1] if flip_rows else inputs
-            view = np.ascontiguousarray(view[:, :, ::-1] if flip_columns else view)
-            if self.patch_trained:
-                from btseg.patches import predict_whole
+        from btseg.patches import mirrored_predictions
 
-                small = predict_whole(self._call, view, window=self.inference_window)[0]
-            else:
-                small = self._call(view)[0, ..., 0]
-            small = small[::-1] if flip_rows else small
-            maps.append(small[:, ::-1] if flip_columns else small)
-        return np.clip(np.stack(maps), 0.0, 1.0).astype(np.float32)
+        inputs = preprocess(_pixels(image), self.inference_size)[None]
+        views = mirrored_predictions(self._call, inputs, window=self.inference_window)
+        return np.clip(views[:, 0], 0.0, 1.0).astype(np.float32)
 
     def uncertainty_map(self, image: DecodedImage | np.ndarray) -> np.ndarray:
         """(H, W) float32 in [0, 1] at original resolution: where the model is unsure, as the

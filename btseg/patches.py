@@ -363,6 +363,28 @@ def _call_batched(call: Callable, inputs: np.ndarray, batch_size: int) -> np.nda
     return np.concatenate(outputs) if outputs else np.zeros(inputs.shape[:3], np.float32)
 
 
+def mirrored_predictions(
+    call: Callable,
+    inputs: np.ndarray,
+    window: int | None = None,
+    overlap: float = 0.5,
+    *,
+    batch_size: int = 4,
+) -> np.ndarray:
+    """(len(MIRRORS), N, S, S) float32: the prediction of each mirrored view of the inputs (the
+    image, flipped horizontally, vertically and both), each flipped back. Their mean is
+    ``predict_whole(..., mirror=True)``; their spread shows where the model is unsure."""
+    inputs = np.asarray(inputs, dtype=np.float32)
+    views = []
+    for flip_rows, flip_columns in MIRRORS:
+        batch = inputs[:, ::-1] if flip_rows else inputs
+        batch = np.ascontiguousarray(batch[:, :, ::-1] if flip_columns else batch)
+        maps = predict_whole(call, batch, window, overlap, batch_size=batch_size)
+        maps = maps[:, ::-1] if flip_rows else maps
+        views.append(maps[:, :, ::-1] if flip_columns else maps)
+    return np.stack(views)
+
+
 def predict_whole(
     call: Callable,
     inputs: np.ndarray,

@@ -223,3 +223,24 @@ def test_a_fully_convolutional_unet_trained_size_runs_on_whole_images():
     np.testing.assert_allclose(maps, direct, atol=1e-6)
     windowed = patches.predict_whole(model.predict_on_batch, inputs, window=32, mirror=True)
     assert windowed.shape == (2, 64, 64) and 0.0 <= windowed.min() <= windowed.max() <= 1.0
+
+
+def test_mirrored_predictions_are_the_views_mirrored_tta_averages():
+    from btseg.patches import MIRRORS, mirrored_predictions, predict_whole
+
+    rng = np.random.default_rng(3)
+    inputs = rng.random((2, 32, 32, 3)).astype(np.float32)
+
+    def call(batch):  # not mirror-symmetric: depends on the position of each pixel
+        ramp = np.linspace(0.0, 0.5, batch.shape[2], dtype=np.float32)[None, None, :, None]
+        return np.clip(0.5 * batch[..., :1] + ramp, 0.0, 1.0)
+
+    views = mirrored_predictions(call, inputs)
+    assert views.shape == (len(MIRRORS), 2, 32, 32)
+    np.testing.assert_allclose(views[0], predict_whole(call, inputs), atol=1e-6)
+    np.testing.assert_allclose(views.mean(axis=0), predict_whole(call, inputs, mirror=True),
+                               atol=1e-6)  # fmt: skip
+    assert views.std(axis=0).max() > 0.01  # the ramp flips with the image: the views differ
+    windowed = mirrored_predictions(call, inputs, window=16)
+    np.testing.assert_allclose(windowed.mean(axis=0),
+                               predict_whole(call, inputs, window=16, mirror=True), atol=1e-5)  # fmt: skip
