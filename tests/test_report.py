@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -14,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from browser_support import chromium_path
 
 from btseg.data.images import DecodedImage
 from btseg.decisions import OperatingPoint, Verdict, decide, most_probable_lesion, verdict_for
@@ -407,18 +406,6 @@ def test_importing_the_report_needs_neither_tensorflow_nor_streamlit():
 
 # ------------------------------------------------------------------------------------------------
 # In a browser
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("BTSEG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{message}, and BTSEG_REQUIRE_BROWSER=1 requires the browser tests to run")
-        pytest.skip(message)
-    return path
 
 
 def pdf_pages(pdf: bytes) -> int:

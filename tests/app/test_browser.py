@@ -7,7 +7,6 @@ BTSEG_REQUIRE_BROWSER=1 (as in .ci/run), where a missing browser is a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import chromium_path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
@@ -33,18 +33,6 @@ SERVER_START_SECONDS = 120
 PAGE_LOAD_MS = 120_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-    )
-    if path is None:
-        message = "Debian's chromium is not installed (apt-get install chromium)"
-        if os.environ.get("BTSEG_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{message}, and BTSEG_REQUIRE_BROWSER=1 requires the browser tests to run")
-        pytest.skip(message)
-    return path
 
 
 def free_port() -> int:
