@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from btseg import config, viz
+from btseg.data import queries
 from btseg.errors import BtsegError, ImageError
 from btseg_app import common
 
@@ -18,7 +19,7 @@ GALLERY_SIZE = 8
 GALLERY_COLUMNS = 4
 
 
-def filters_ui(table: pd.DataFrame) -> viz.TableFilter:
+def filters_ui(table: pd.DataFrame) -> queries.TableFilter:
     """Sidebar filters; returns the selection (empty selections mean "all")."""
     sidebar = st.sidebar
     sidebar.subheader("Filters")
@@ -34,7 +35,7 @@ def filters_ui(table: pd.DataFrame) -> viz.TableFilter:
     )
     sites = sidebar.multiselect(
         "Anatomical site",
-        viz.site_options(table),
+        queries.site_options(table),
         key="dataset_filter_site",
         placeholder="All sites",
         help="Normal images record no site, so choosing a site shows tumour images only.",
@@ -60,7 +61,7 @@ def filters_ui(table: pd.DataFrame) -> viz.TableFilter:
         chosen = sidebar.slider("Age (years)", low, high, (low, high), key="dataset_filter_age")
         if tuple(chosen) != (low, high):
             age_range = (float(chosen[0]), float(chosen[1]))
-    return viz.TableFilter(
+    return queries.TableFilter(
         labels=tuple(labels),
         sites=tuple(sites),
         centers=tuple(centers),
@@ -196,7 +197,7 @@ def draw_gallery(table: pd.DataFrame) -> None:
             st.session_state["dataset_gallery_seed"] = (
                 st.session_state.get("dataset_gallery_seed", 0) + 1
             )
-    sample = viz.gallery_sample(
+    sample = queries.gallery_sample(
         table, GALLERY_SIZE, seed=st.session_state.get("dataset_gallery_seed", 0)
     )
     if sample.empty:
@@ -238,7 +239,7 @@ def draw_thumbnail(row: pd.Series) -> None:
 
 
 def draw_problems(problems: list) -> None:
-    problems = viz.problems_table(problems)
+    problems = queries.problems_table(problems)
     if problems.empty:
         title = "Validation problems: none found"
     else:
@@ -303,7 +304,7 @@ def main() -> None:
     common.sidebar_dataset_badge(data_dir, dataset)
     selection = filters_ui(full_table)
     common.research_notice()
-    table = viz.filter_table(full_table, selection)
+    table = queries.filter_table(full_table, selection)
 
     draw_header(data_dir, len(full_table))
     draw_metrics(table, len(full_table), selection.active)

@@ -30,7 +30,7 @@ def test_every_viz_name_used_in_the_project_is_importable_from_btseg_viz():
     for path in files:
         if path.is_file():
             used |= set(re.findall(r"\bviz\.([A-Za-z_]\w*)", path.read_text(encoding="utf-8")))
-    assert {"segmentation_overlay", "TableFilter", "roc_figure"} <= used
+    assert {"segmentation_overlay", "probability_heatmap", "roc_figure"} <= used
     missing = sorted(name for name in used if not hasattr(viz, name))
     assert missing == []
 

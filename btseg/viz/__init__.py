@@ -1,8 +1,6 @@
 """Figures and overlays for the dashboard: pure functions, no Streamlit, by page family.
 
     style       colours, model and class names (models from btseg.registry), shared layout
-    table       the Dataset page's table queries: filters, site options, gallery sample,
-                problems list (data selection, no drawing)
     dataset     Dataset page figures
     images      overlays on X-rays: outlines, masks, probability heatmap, Grad-CAM, resizing
     segment     Segment page figures (class probabilities)
@@ -79,14 +77,11 @@ from btseg.viz.style import (
     model_color,
     model_label,
 )
-from btseg.viz.table import TableFilter, filter_table, gallery_sample, problems_table, site_options
 
 __all__ = [
     # style
     "CLASS_COLORS", "MODEL_COLORS", "MODEL_LABELS", "TEMPLATE", "hex_to_rgb", "model_color",
     "model_label",
-    # table
-    "TableFilter", "filter_table", "gallery_sample", "problems_table", "site_options",
     # dataset
     "CENTER_NAMES", "GENDER_COLORS", "GENDER_NAMES", "SMALL_LESION_PERCENT", "SPLIT_COLORS",
     "SPLIT_PARTS", "VIEW_ORDER", "age_by_class_figure", "center_figure",

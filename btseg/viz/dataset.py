@@ -1,7 +1,7 @@
 """Dataset page figures: class, age, gender, site, view, centre, subtype, lesion area and split.
 
 Each builder takes the tidy BTXRD table (see btseg.data.btxrd), usually already filtered with
-btseg.viz.table.filter_table, and returns a Plotly figure; an empty selection gives a figure
+btseg.data.queries.filter_table, and returns a Plotly figure; an empty selection gives a figure
 that says so.
 """
 

@@ -1,7 +1,9 @@
-"""The Dataset page's table queries: its sidebar filters, the gallery's sample and the
-problems list, as pure functions of the tidy BTXRD table (see btseg.data.btxrd).
+"""Queries of the tidy BTXRD table (see btseg.data.btxrd): a selection of images by class,
+site, centre, gender and age, the sites in use, a class-interleaved sample, and the problems
+list grouped by kind.
 
-These select and summarise rows; they draw nothing.
+These select and summarise rows; they draw nothing (the Dataset page and btseg.viz.dataset
+draw what they return).
 """
 
 from __future__ import annotations
