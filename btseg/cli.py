@@ -52,16 +52,20 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_summary(args: argparse.Namespace, summary, formatter) -> int:
+    """Print a summary as JSON (--json) or as the formatter's text; exit status 0."""
+    if args.json:
+        _print_json(summary)
+    else:
+        print(formatter(summary))
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from btseg.data.btxrd import open_dataset
     from btseg.stats import dataset_statistics, format_statistics
 
-    statistics = dataset_statistics(open_dataset(_data_dir(args)))
-    if args.json:
-        _print_json(statistics)
-    else:
-        print(format_statistics(statistics))
-    return 0
+    return _print_summary(args, dataset_statistics(open_dataset(_data_dir(args))), format_statistics)
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -70,12 +74,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
     dataset = open_dataset(_data_dir(args))
     split = split_for(dataset.table, cache_dir=config.cache_dir(), seed=args.seed)
-    summary = split_summary(split, dataset.table)
-    if args.json:
-        _print_json(summary)
-    else:
-        print(format_split_summary(summary))
-    return 0
+    return _print_summary(args, split_summary(split, dataset.table), format_split_summary)
 
 
 def cmd_fit_gate(args: argparse.Namespace) -> int:

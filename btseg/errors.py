@@ -52,3 +52,31 @@ class RunError(BtsegError):
 
 class ConfigError(BtsegError):
     """A setting or command-line option has an invalid value."""
+
+
+def read_file_bytes(
+    path, error: type[BtsegError], *, where: str, name: str, kind: str, point_to: str
+) -> bytes:
+    """The bytes of a file, or `error` saying why they cannot be read: no such file, a folder,
+    or an OS error (permissions, I/O). `name` is the file in a sentence ("the image file"),
+    `kind` what it should be ("an image file"), `point_to` what to choose instead of a folder
+    ("the .json file")."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(
+            f"{name} does not exist",
+            where=where,
+            fix=f"Check the path {path}",
+        ) from None
+    except IsADirectoryError:
+        raise error(f"is a folder, not {kind}", where=where, fix=f"Point to {point_to}") from None
+    except OSError as error_:
+        raise error(
+            f"cannot be read ({error_.strerror or error_})",
+            where=where,
+            fix="Check that the file exists and that you may read it",
+        ) from None

@@ -334,68 +334,69 @@ def draw_downloads(source, prediction, runs, segmenter) -> None:
     stem = outputs.output_stem(source.name)
     height, width = mask.shape
     st.markdown("##### Downloads")
-    row = st.container(horizontal=True, gap="small")
-    row.download_button(
-        "Mask",
-        partial(outputs.mask_png, mask),
-        file_name=f"{stem}_mask.png",
-        mime="image/png",
-        key="segment_download_mask",
-        icon=":material/download:",
-        on_click="ignore",
-        help=f"8-bit PNG, {width} × {height} px like the X-ray: 255 = lesion at threshold "
-        f"{ui.format_threshold(threshold)}, 0 = background.",
-    )
-    row.download_button(
-        "Probability map",
-        partial(outputs.probability_png16, probability),
-        file_name=f"{stem}_probability.png",
-        mime="image/png",
-        key="segment_download_probability",
-        icon=":material/download:",
-        on_click="ignore",
-        help=f"16-bit grayscale PNG, {width} × {height} px: value = probability × 65535.",
-    )
-    row.download_button(
-        "LabelMe JSON",
-        partial(outputs.labelme_json, mask, source.name, label),
-        file_name=f"{stem}.json",
-        mime="application/json",
-        key="segment_download_labelme",
-        icon=":material/download:",
-        on_click="ignore",
-        help="One rectangle and one polygon per lesion (LabelMe 5); opens in LabelMe and in btseg.",
-    )
-    row.download_button(
-        "Report",
-        partial(ui.report_html, source, prediction, runs, segmenter),
-        file_name=f"{stem}_report.html",
-        mime="text/html",
-        key="segment_download_report",
-        icon=":material/description:",
-        on_click="ignore",
-        help="One self-contained HTML page: the X-ray, overlay, heatmap, verdict, lesions, "
-        "operating point and models; print it (one A4 page) or attach it.",
-    )
+    downloads = [
+        (
+            "Mask",
+            partial(outputs.mask_png, mask),
+            f"{stem}_mask.png",
+            "image/png",
+            "mask",
+            f"8-bit PNG, {width} × {height} px like the X-ray: 255 = lesion at threshold "
+            f"{ui.format_threshold(threshold)}, 0 = background.",
+        ),
+        (
+            "Probability map",
+            partial(outputs.probability_png16, probability),
+            f"{stem}_probability.png",
+            "image/png",
+            "probability",
+            f"16-bit grayscale PNG, {width} × {height} px: value = probability × 65535.",
+        ),
+        (
+            "LabelMe JSON",
+            partial(outputs.labelme_json, mask, source.name, label),
+            f"{stem}.json",
+            "application/json",
+            "labelme",
+            "One rectangle and one polygon per lesion (LabelMe 5); opens in LabelMe and in btseg.",
+        ),
+        (
+            "Report",
+            partial(ui.report_html, source, prediction, runs, segmenter),
+            f"{stem}_report.html",
+            "text/html",
+            "report",
+            "One self-contained HTML page: the X-ray, overlay, heatmap, verdict, lesions, "
+            "operating point and models; print it (one A4 page) or attach it.",
+        ),
+    ]
     seg_problem = None
     if source.image.format == "DICOM" and source.data:
         try:
-            seg = ui.dicom_seg(source, prediction)
+            downloads.append(
+                (
+                    "DICOM SEG",
+                    ui.dicom_seg(source, prediction),
+                    f"{stem}_seg.dcm",
+                    "application/dicom",
+                    "seg",
+                    "The mask as a DICOM Segmentation referencing this image: opens beside it "
+                    "in OHIF, 3D Slicer or a PACS.",
+                )
+            )
         except BtsegError as error:  # e.g. a DICOM without the identifiers a SEG must copy
-            seg, seg_problem = None, str(error)
-    else:
-        seg = None
-    if seg is not None:
+            seg_problem = str(error)
+    row = st.container(horizontal=True, gap="small")
+    for title, data, file_name, mime, key, help_text in downloads:
         row.download_button(
-            "DICOM SEG",
-            seg,
-            file_name=f"{stem}_seg.dcm",
-            mime="application/dicom",
-            key="segment_download_seg",
-            icon=":material/download:",
+            title,
+            data,
+            file_name=file_name,
+            mime=mime,
+            key=f"segment_download_{key}",
+            icon=":material/description:" if key == "report" else ":material/download:",
             on_click="ignore",
-            help="The mask as a DICOM Segmentation referencing this image: opens beside it in "
-            "OHIF, 3D Slicer or a PACS.",
+            help=help_text,
         )
     if seg_problem:
         st.caption(f"No DICOM SEG: {seg_problem}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from btseg.errors import ImageError
+from btseg.errors import ImageError, read_file_bytes
 
 MAX_PIXELS = 60_000_000
 ACCEPTED_FORMATS = "JPEG (.jpeg, .jpg), PNG (.png) or DICOM (.dcm)"
@@ -87,22 +87,14 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> DecodedIm
     else:
         path = Path(source)
         label = name or path.name
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageError(
-                "the image file does not exist", where=label, fix=f"Check the path {path}"
-            ) from None
-        except IsADirectoryError:
-            raise ImageError(
-                "is a folder, not an image file", where=label, fix="Point to an image file"
-            ) from None
-        except OSError as error:
-            raise ImageError(
-                f"cannot be read ({error.strerror or error})",
-                where=label,
-                fix="Check that the file exists and that you may read it",
-            ) from None
+        data = read_file_bytes(
+            path,
+            ImageError,
+            where=label,
+            name="the image file",
+            kind="an image file",
+            point_to="an image file",
+        )
     if not data:
         raise ImageError(
             "is empty (0 bytes)",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from btseg.errors import AnnotationError
+from btseg.errors import AnnotationError, read_file_bytes
 from btseg.outputs import atomic_write_bytes, json_bytes
 
 LABELME_VERSION = "5.4.1"
@@ -157,22 +157,14 @@ def read_annotation(path: str | Path, image_shape: tuple[int, int] | None = None
     """
     path = Path(path)
     where = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise AnnotationError(
-            "the annotation file does not exist", where=where, fix="Check the path"
-        ) from None
-    except IsADirectoryError:
-        raise AnnotationError(
-            "is a folder, not a LabelMe JSON file", where=where, fix="Point to the .json file"
-        ) from None
-    except OSError as error:
-        raise AnnotationError(
-            f"cannot be read ({error.strerror or error})",
-            where=where,
-            fix="Check that the file exists and that you may read it",
-        ) from None
+    raw = read_file_bytes(
+        path,
+        AnnotationError,
+        where=where,
+        name="the annotation file",
+        kind="a LabelMe JSON file",
+        point_to="the .json file",
+    )
     if not raw.strip():
         raise AnnotationError(
             "is empty (no JSON in it)",

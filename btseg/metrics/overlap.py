@@ -204,54 +204,51 @@ def metrics_from_counts(counts: ConfusionCounts, empty_score: float = math.nan) 
     return {name: function(counts, empty_score) for name, function in _FROM_COUNTS.items()}
 
 
-def dice(truth: Any, prediction: Any, *, per_image: bool = False,
-         empty_score: float = math.nan) -> Any:
-    """Foreground Dice of two masks: pooled float, or (N,) array with per_image=True.
+def _on_masks(from_counts: Callable[..., Any], name: str, doc: str) -> Callable[..., Any]:
+    """The mask form of a *_from_counts metric: metric(truth, prediction, *, per_image=False,
+    empty_score=NaN) -> a pooled float, or an (N,) array with per_image=True.
 
-    Args:
-        truth, prediction: same-shape masks; with per_image, (N, ...) arrays or sequences.
-        empty_score: value when truth and prediction are both empty (NaN by default).
-
-    Raises:
-        ValueError: shapes differ or masks hold values other than 0/1.
+    Args of the metric: truth, prediction: same-shape masks; with per_image, (N, ...) arrays
+    or sequences of N masks. empty_score: the value where the ratio is 0/0 (NaN by default).
+    Raises ValueError where shapes differ or a mask holds values other than 0/1.
     """
-    return dice_from_counts(_counts(truth, prediction, per_image), empty_score)
+
+    def metric(truth: Any, prediction: Any, *, per_image: bool = False,
+               empty_score: float = math.nan) -> Any:
+        return from_counts(_counts(truth, prediction, per_image), empty_score)
+
+    metric.__name__ = metric.__qualname__ = name
+    metric.__doc__ = doc + "\n\n" + (_on_masks.__doc__ or "").split("\n\n", 1)[1]
+    return metric
 
 
-def iou(truth: Any, prediction: Any, *, per_image: bool = False,
-        empty_score: float = math.nan) -> Any:
-    """Foreground IoU of two masks (see `dice` for arguments and `iou_from_counts` for policy)."""
-    return iou_from_counts(_counts(truth, prediction, per_image), empty_score)
-
-
-def sensitivity(truth: Any, prediction: Any, *, per_image: bool = False,
-                empty_score: float = math.nan) -> Any:
-    """TP / (TP + FN) of two masks; NaN (empty_score) where truth is empty."""
-    return sensitivity_from_counts(_counts(truth, prediction, per_image), empty_score)
-
-
-def specificity(truth: Any, prediction: Any, *, per_image: bool = False,
-                empty_score: float = math.nan) -> Any:
-    """TN / (TN + FP) of two masks; NaN (empty_score) where truth covers every pixel."""
-    return specificity_from_counts(_counts(truth, prediction, per_image), empty_score)
-
-
-def precision(truth: Any, prediction: Any, *, per_image: bool = False,
-              empty_score: float = math.nan) -> Any:
-    """TP / (TP + FP) of two masks; NaN (empty_score) where the prediction is empty."""
-    return precision_from_counts(_counts(truth, prediction, per_image), empty_score)
-
-
-def f1(truth: Any, prediction: Any, *, per_image: bool = False,
-       empty_score: float = math.nan) -> Any:
-    """F1 of two masks, identical to `dice`."""
-    return f1_from_counts(_counts(truth, prediction, per_image), empty_score)
-
-
-def accuracy(truth: Any, prediction: Any, *, per_image: bool = False,
-             empty_score: float = math.nan) -> Any:
-    """(TP + TN) / pixels of two masks; NaN (empty_score) only for zero pixels."""
-    return accuracy_from_counts(_counts(truth, prediction, per_image), empty_score)
+dice = _on_masks(
+    dice_from_counts, "dice", "Foreground Dice of two masks; NaN where both are empty."
+)
+iou = _on_masks(
+    iou_from_counts,
+    "iou",
+    "Foreground IoU of two masks (see `iou_from_counts` for its empty policy).",
+)
+sensitivity = _on_masks(
+    sensitivity_from_counts, "sensitivity", "TP / (TP + FN) of two masks; NaN where truth is empty."
+)
+specificity = _on_masks(
+    specificity_from_counts,
+    "specificity",
+    "TN / (TN + FP) of two masks; NaN where truth covers every pixel.",
+)
+precision = _on_masks(
+    precision_from_counts,
+    "precision",
+    "TP / (TP + FP) of two masks; NaN where the prediction is empty.",
+)
+f1 = _on_masks(f1_from_counts, "f1", "F1 of two masks, identical to `dice`.")
+accuracy = _on_masks(
+    accuracy_from_counts,
+    "accuracy",
+    "(TP + TN) / pixels of two masks; NaN only for zero pixels.",
+)
 
 
 def lesion_size_bucket(area_fraction: float) -> str:

@@ -10,7 +10,7 @@ dec4_conv1, output.
 
 from __future__ import annotations
 
-from btseg.models.unet import _check_divisible
+from btseg.models.unet import _check_divisible, encode
 
 ATTENTION_UNET_LEVELS = 4
 
@@ -77,12 +77,7 @@ def build_attention_unet(
     level_filters = [filters * 2**level for level in range(ATTENTION_UNET_LEVELS)]
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    skips = []
-    for level, level_filter in enumerate(level_filters, start=1):
-        x = _conv_block(x, level_filter, f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x, skips = encode(inputs, level_filters, _conv_block)
     x = _conv_block(x, filters * 2**ATTENTION_UNET_LEVELS, "bottleneck")
     x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in range(ATTENTION_UNET_LEVELS, 0, -1):

@@ -22,6 +22,23 @@ def _conv_pair(x, filters: int, prefix: str):
     return x
 
 
+def encode(x, level_filters, block):
+    """The U-Net encoder both U-Nets share: at each level `block(x, filters, "enc<level>")`,
+    kept as the level's skip, then 2x2 max-pooling named enc<level>_pool.
+
+    Returns:
+        (the pooled output of the last level, the skips from the full-resolution level down).
+    """
+    from keras import layers
+
+    skips = []
+    for level, filters in enumerate(level_filters, start=1):
+        x = block(x, filters, f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    return x, skips
+
+
 def build_basic_unet(input_shape: tuple[int, int, int] = (224, 224, 3)):
     """Basic U-Net: (H, W, C) float32 in [0, 1] -> (H, W, 1) tumour probability.
 
@@ -39,12 +56,7 @@ def build_basic_unet(input_shape: tuple[int, int, int] = (224, 224, 3)):
 
     _check_divisible(input_shape, 2 ** len(BASIC_UNET_FILTERS))
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    skips = []
-    for level, filters in enumerate(BASIC_UNET_FILTERS, start=1):
-        x = _conv_pair(x, filters, f"enc{level}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)
+    x, skips = encode(inputs, BASIC_UNET_FILTERS, _conv_pair)
     x = _conv_pair(x, BASIC_UNET_BOTTLENECK, "bottleneck")
     for level in range(len(BASIC_UNET_FILTERS), 0, -1):
         x = layers.UpSampling2D(2, name=f"dec{level}_upsample")(x)

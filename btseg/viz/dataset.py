@@ -121,36 +121,20 @@ def age_by_class_figure(table: pd.DataFrame, bin_years: float = 5.0) -> go.Figur
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.38, 0.62], vertical_spacing=0.04
     )
     classes = _present_classes(ages)
-    for name in classes:
-        values = ages.loc[ages["label"] == name, "age"].to_numpy(dtype=float)
-        figure.add_trace(
-            go.Box(
-                x=values,
-                name=name,
-                marker_color=CLASS_COLORS[name],
-                boxpoints=False,
-                orientation="h",
-                showlegend=False,
-                legendgroup=name,
-                hovertemplate=f"<b>{name}</b><br>%{{x}} years<extra></extra>",
-            ),
-            row=1,
-            col=1,
-        )
-    for name in classes:
-        values = ages.loc[ages["label"] == name, "age"].to_numpy(dtype=float)
-        figure.add_trace(
-            go.Histogram(
-                x=values,
-                name=name,
-                marker_color=CLASS_COLORS[name],
-                xbins=dict(start=0, size=bin_years),
-                legendgroup=name,
-                hovertemplate=f"<b>{name}</b><br>age %{{x}} years: %{{y}} images<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
+    per_class = {
+        name: ages.loc[ages["label"] == name, "age"].to_numpy(dtype=float) for name in classes
+    }
+    for name, values in per_class.items():  # row 1: one box per class
+        hover = f"<b>{name}</b><br>%{{x}} years<extra></extra>"
+        box = go.Box(x=values, name=name, marker_color=CLASS_COLORS[name], boxpoints=False,
+                     orientation="h", showlegend=False, legendgroup=name, hovertemplate=hover)
+        figure.add_trace(box, row=1, col=1)
+    for name, values in per_class.items():  # row 2: the stacked histogram
+        hover = f"<b>{name}</b><br>age %{{x}} years: %{{y}} images<extra></extra>"
+        bars = go.Histogram(x=values, name=name, marker_color=CLASS_COLORS[name],
+                            xbins=dict(start=0, size=bin_years), legendgroup=name,
+                            hovertemplate=hover)
+        figure.add_trace(bars, row=2, col=1)
     figure.update_layout(barmode="stack", bargap=0.05)
     figure.update_yaxes(title_text="Images", row=2, col=1)
     figure.update_xaxes(title_text="Age (years)", row=2, col=1)

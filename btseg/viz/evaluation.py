@@ -56,6 +56,31 @@ def _with_area(label: str, area_name: str, area: float | None) -> str:
     return f"{label} · {area_name} {area:.3f}"
 
 
+def _model_curve(name: str, x, y, legend: str, hover: str) -> go.Scatter:
+    """A model's curve in its colour; `hover` formats %{x} and %{y}."""
+    return go.Scatter(
+        x=np.asarray(x, dtype=float),
+        y=np.asarray(y, dtype=float),
+        mode="lines",
+        name=legend,
+        line=dict(color=model_color(name), width=2.5),
+        hovertemplate=hover + "<extra>" + model_label(name) + "</extra>",
+    )
+
+
+def _operating_point(name: str, x: float, y: float, hover: str) -> go.Scatter:
+    """A model's operating point (its validation threshold) as a diamond on its curve."""
+    return go.Scatter(
+        x=[float(x)],
+        y=[float(y)],
+        mode="markers",
+        name=f"{model_label(name)} at its validation threshold",
+        marker=dict(color=model_color(name), size=11, symbol="diamond",
+                    line=dict(color="white", width=1.5)),
+        hovertemplate="operating point<br>" + hover + "<extra></extra>",
+    )
+
+
 def roc_figure(
     curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     areas: Mapping[str, float] | None = None,
@@ -79,14 +104,8 @@ def roc_figure(
     figure = go.Figure()
     for name, (fpr, tpr) in curves.items():
         figure.add_trace(
-            go.Scatter(
-                x=np.asarray(fpr, dtype=float),
-                y=np.asarray(tpr, dtype=float),
-                mode="lines",
-                name=_with_area(model_label(name), "AUC", areas.get(name)),
-                line=dict(color=model_color(name), width=2.5),
-                hovertemplate="FPR %{x:.4f}<br>TPR %{y:.3f}<extra>" + model_label(name) + "</extra>",
-            )
+            _model_curve(name, fpr, tpr, _with_area(model_label(name), "AUC", areas.get(name)),
+                         "FPR %{x:.4f}<br>TPR %{y:.3f}")
         )
     low = 1e-5 if log_fpr else 0.0
     figure.add_trace(
@@ -100,17 +119,8 @@ def roc_figure(
         )
     )
     for name, (fpr, tpr) in (points or {}).items():
-        figure.add_trace(
-            go.Scatter(
-                x=[max(float(fpr), low) if log_fpr else float(fpr)],
-                y=[float(tpr)],
-                mode="markers",
-                name=f"{model_label(name)} at its validation threshold",
-                marker=dict(color=model_color(name), size=11, symbol="diamond",
-                            line=dict(color="white", width=1.5)),
-                hovertemplate="operating point<br>FPR %{x:.4f}<br>TPR %{y:.3f}<extra></extra>",
-            )
-        )
+        x = max(float(fpr), low) if log_fpr else float(fpr)
+        figure.add_trace(_operating_point(name, x, tpr, "FPR %{x:.4f}<br>TPR %{y:.3f}"))
     if log_fpr:
         decades = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
         figure.update_xaxes(type="log", range=[-5, 0], tickvals=decades,
@@ -151,15 +161,9 @@ def pr_figure(
     figure = go.Figure()
     for name, (recall, precision) in curves.items():
         figure.add_trace(
-            go.Scatter(
-                x=np.asarray(recall, dtype=float),
-                y=np.asarray(precision, dtype=float),
-                mode="lines",
-                name=_with_area(model_label(name), "AP", areas.get(name)),
-                line=dict(color=model_color(name), width=2.5),
-                hovertemplate="recall %{x:.3f}<br>precision %{y:.3f}<extra>"
-                + model_label(name) + "</extra>",
-            )
+            _model_curve(name, recall, precision,
+                         _with_area(model_label(name), "AP", areas.get(name)),
+                         "recall %{x:.3f}<br>precision %{y:.3f}")
         )
     if prevalence is not None:
         figure.add_trace(
@@ -174,16 +178,7 @@ def pr_figure(
         )
     for name, (recall, precision) in (points or {}).items():
         figure.add_trace(
-            go.Scatter(
-                x=[float(recall)],
-                y=[float(precision)],
-                mode="markers",
-                name=f"{model_label(name)} at its validation threshold",
-                marker=dict(color=model_color(name), size=11, symbol="diamond",
-                            line=dict(color="white", width=1.5)),
-                hovertemplate="operating point<br>recall %{x:.3f}<br>precision %{y:.3f}"
-                "<extra></extra>",
-            )
+            _operating_point(name, recall, precision, "recall %{x:.3f}<br>precision %{y:.3f}")
         )
     figure.update_xaxes(range=[0, 1])
     figure.update_yaxes(range=[0, 1.02])
