@@ -363,6 +363,23 @@ def _call_batched(call: Callable, inputs: np.ndarray, batch_size: int) -> np.nda
     return np.concatenate(outputs) if outputs else np.zeros(inputs.shape[:3], np.float32)
 
 
+def _flip(array: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
+    """(N, S, S, ...) images mirrored along rows and/or columns; its own inverse."""
+    flip_rows, flip_columns = flip
+    array = array[:, ::-1] if flip_rows else array
+    return array[:, :, ::-1] if flip_columns else array
+
+
+def _mirrored_sum(call: Callable, inputs: np.ndarray, flips, batch_size: int) -> np.ndarray:
+    """(N, S, S) float64: the sum over `flips` of the model's map of each mirrored view of the
+    inputs, mirrored back."""
+    total = np.zeros(inputs.shape[:3], np.float64)
+    for flip in flips:
+        view = np.ascontiguousarray(_flip(inputs, flip))
+        total += _flip(_call_batched(call, view, batch_size), flip)
+    return total
+
+
 def mirrored_predictions(
     call: Callable,
     inputs: np.ndarray,
@@ -376,12 +393,9 @@ def mirrored_predictions(
     ``predict_whole(..., mirror=True)``; their spread shows where the model is unsure."""
     inputs = np.asarray(inputs, dtype=np.float32)
     views = []
-    for flip_rows, flip_columns in MIRRORS:
-        batch = inputs[:, ::-1] if flip_rows else inputs
-        batch = np.ascontiguousarray(batch[:, :, ::-1] if flip_columns else batch)
-        maps = predict_whole(call, batch, window, overlap, batch_size=batch_size)
-        maps = maps[:, ::-1] if flip_rows else maps
-        views.append(maps[:, :, ::-1] if flip_columns else maps)
+    for flip in MIRRORS:
+        view = np.ascontiguousarray(_flip(inputs, flip))
+        views.append(_flip(predict_whole(call, view, window, overlap, batch_size=batch_size), flip))
     return np.stack(views)
 
 
@@ -419,31 +433,20 @@ def predict_whole(
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     count, size = inputs.shape[0], inputs.shape[1]
     flips = _mirrors(mirror)
-    total = np.zeros((count, size, size), np.float64)
     if window is None or int(window) >= size:
-        for flip_rows, flip_columns in flips:
-            batch = inputs[:, ::-1] if flip_rows else inputs
-            batch = batch[:, :, ::-1] if flip_columns else batch
-            maps = _call_batched(call, np.ascontiguousarray(batch), batch_size)
-            maps = maps[:, ::-1] if flip_rows else maps
-            total += maps[:, :, ::-1] if flip_columns else maps
+        total = _mirrored_sum(call, inputs, flips, batch_size)
         return np.clip(total / len(flips), 0.0, 1.0).astype(np.float32)
 
     window = int(window)
     weights = gaussian_weights(window)
     starts = window_starts(size, window, overlap)
     corners = [(row, column) for row in starts for column in starts]
+    total = np.zeros((count, size, size), np.float64)
     for index in range(count):
         crops = np.stack([inputs[index, r : r + window, c : c + window] for r, c in corners])
         summed = np.zeros((size, size), np.float64)
         norm = np.zeros((size, size), np.float64)
-        blended = np.zeros((len(corners), window, window), np.float64)
-        for flip_rows, flip_columns in flips:
-            batch = crops[:, ::-1] if flip_rows else crops
-            batch = batch[:, :, ::-1] if flip_columns else batch
-            maps = _call_batched(call, np.ascontiguousarray(batch), batch_size)
-            maps = maps[:, ::-1] if flip_rows else maps
-            blended += maps[:, :, ::-1] if flip_columns else maps
+        blended = _mirrored_sum(call, crops, flips, batch_size)
         blended /= len(flips)
         for (row, column), prediction in zip(corners, blended, strict=True):
             summed[row : row + window, column : column + window] += prediction * weights

@@ -253,6 +253,8 @@ class Predictor:
         spacing = image.pixel_spacing_mm if isinstance(image, DecodedImage) else None
         mask, lesions = decide(probability_map, point, pixel_spacing_mm=spacing)
         probabilities, lesion = self.classify(image, lesions)
+        # Alike in shape to btseg/data/images.py (DecodedImage) on purpose: a dataclass filled
+        # by keyword, field by field.
         return Prediction(
             probability_map=probability_map,
             point=point,

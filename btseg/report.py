@@ -363,28 +363,20 @@ def _panels(case: ReportCase) -> list[_Panel]:
             if found else "no lesion at the operating point",
         )
     )
-    stops = viz.heatmap_legend()
-    panels.append(
-        _Panel(
-            "Lesion probability",
-            "Heatmap: lesion probability over the X-ray",
-            _png_data_uri(viz.probability_heatmap(display, case.probability_map)),
-            "log scale from 0.0001 to 1",
-            _gradient_legend([color for _, color in stops], ["≤0.0001", "0.01", "1"],
-                             "probability"),
-        )
-    )
+    colours = [color for _, color in viz.heatmap_legend()]
+    maps = [  # the uncertainty in the same Turbo blend, on a linear scale (as Grad-CAM is drawn)
+        ("Lesion probability", "Heatmap: lesion probability over the X-ray", "probability",
+         viz.probability_heatmap(display, case.probability_map), "log scale from 0.0001 to 1",
+         ["≤0.0001", "0.01", "1"]),
+    ]
     if case.uncertainty_map is not None:
-        # The same Turbo blend as the probability, on a linear scale (as Grad-CAM is drawn).
+        maps.append(("Uncertainty", "Uncertainty map over the X-ray", "uncertainty",
+                     viz.gradcam_overlay(display, case.uncertainty_map),
+                     "linear scale from 0 to 1", ["0", "0.5", "1"]))
+    for title, alt, quantity, picture, scale, ticks in maps:
         panels.append(
-            _Panel(
-                "Uncertainty",
-                "Uncertainty map over the X-ray",
-                _png_data_uri(viz.gradcam_overlay(display, case.uncertainty_map)),
-                "linear scale from 0 to 1",
-                _gradient_legend([color for _, color in stops], ["0", "0.5", "1"],
-                                 "uncertainty"),
-            )
+            _Panel(title, alt, _png_data_uri(picture), scale,
+                   _gradient_legend(colours, ticks, quantity))
         )
     return panels
 

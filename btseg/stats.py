@@ -158,36 +158,22 @@ def _problems_within(problems: list[Problem], wanted: set[str]) -> list[Problem]
 
 
 def _annotation_problems(measurements: pd.DataFrame) -> list[Problem]:
+    readable = measurements["error"] == ""
+    groups = (  # kind, rows, what is said of them, the column whose first value is quoted
+        ("unreadable_annotation", ~readable, "cannot be read", "error"),
+        ("annotation_warning", measurements["warnings"] != "", "needed repairs", "warnings"),
+        ("empty_annotation", readable & (measurements["lesions"] == 0), "with no lesion", None),
+    )
     problems = []
-    unreadable = measurements[measurements["error"] != ""]
-    if len(unreadable):
-        ids = tuple(str(image_id) for image_id in unreadable["image_id"])
-        problems.append(
-            Problem(
-                "unreadable_annotation",
-                f"{_count(len(ids), 'annotation file')} cannot be read: {preview_ids(ids)} "
-                f"(first: {unreadable['error'].iloc[0]})",
-                ids,
-            )
-        )
-    warned = measurements[measurements["warnings"] != ""]
-    if len(warned):
-        ids = tuple(str(image_id) for image_id in warned["image_id"])
-        problems.append(
-            Problem(
-                "annotation_warning",
-                f"{_count(len(ids), 'annotation file')} needed repairs: {preview_ids(ids)} "
-                f"(first: {warned['warnings'].iloc[0]})",
-                ids,
-            )
-        )
-    empty = measurements[(measurements["error"] == "") & (measurements["lesions"] == 0)]
-    if len(empty):
-        ids = tuple(str(image_id) for image_id in empty["image_id"])
-        problems.append(
-            Problem("empty_annotation", f"{_count(len(ids), 'annotation file')} with no lesion: "
-                    f"{preview_ids(ids)}", ids)
-        )
+    for kind, rows, said, quoted in groups:
+        chosen = measurements[rows]
+        if not len(chosen):
+            continue
+        ids = tuple(str(image_id) for image_id in chosen["image_id"])
+        message = f"{_count(len(ids), 'annotation file')} {said}: {preview_ids(ids)}"
+        if quoted is not None:
+            message += f" (first: {chosen[quoted].iloc[0]})"
+        problems.append(Problem(kind, message, ids))
     return problems
 
 

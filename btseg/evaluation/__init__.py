@@ -84,6 +84,8 @@ from btseg.evaluation.segmentation import (
 )
 from btseg.evaluation.verdict import read_verdict
 
+# Alike in shape to btseg/metrics/__init__.py on purpose: both packages re-export their
+# modules' public names in one list.
 __all__ = [
     "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CLASSIFIER_FILES", "COMPARISON_ROWS", "CURVES_FILE",
     "EVALUATION_FOLDER", "FLOAT16_KEYS", "HISTOGRAM_FILE", "MAX_CURVE_POINTS", "METRIC_TABLE_COLUMNS",

@@ -81,11 +81,7 @@ def _classifier_probabilities(
 
 
 def evaluate_classifier(
-    run: Any,
-    data: TestData,
-    out: Path,
-    n_resamples: int,
-    progress: Progress | None,
+    run: Any, data: TestData, out: Path, n_resamples: int, progress: Progress | None
 ) -> dict[str, Any]:
     from btseg.infer import Classifier
 
@@ -325,19 +321,15 @@ class ClassifierEvaluation:
         """One row per class: class, precision, recall, f1, auc, average_precision, support."""
         import pandas as pd
 
-        rows = []
-        for name, values in (self.summary.get("per_class") or {}).items():
-            rows.append({
-                "class": name,
-                "precision": as_float(values.get("precision")),
-                "recall": as_float(values.get("recall")),
-                "f1": as_float(values.get("f1")),
-                "auc": as_float(values.get("roc_auc")),
-                "average_precision": as_float(values.get("average_precision")),
-                "support": int(values.get("support") or 0),
-            })
-        return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "auc",
-                                           "average_precision", "support"])
+        # column -> key of the summary's per-class block
+        scores = {"precision": "precision", "recall": "recall", "f1": "f1", "auc": "roc_auc",
+                  "average_precision": "average_precision"}
+        rows = [
+            {"class": name, **{column: as_float(values.get(key)) for column, key in scores.items()},
+             "support": int(values.get("support") or 0)}
+            for name, values in (self.summary.get("per_class") or {}).items()
+        ]
+        return pd.DataFrame(rows, columns=["class", *scores, "support"])
 
 
 def load_classifier_evaluation(run_dir: str | Path) -> ClassifierEvaluation:

@@ -152,12 +152,7 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
     path = folder / SUMMARY_FILE
     if not folder.is_dir():
         raise missing_error(run_dir, folder, "the evaluation folder")
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise missing_error(run_dir, path, SUMMARY_FILE) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise unreadable_error(run_dir, path, error) from None
+    summary = _json_object(run_dir, SUMMARY_FILE)
     if not isinstance(summary, dict):
         raise unreadable_error(run_dir, path, ValueError("not a JSON object"))
     version = summary.get("schema_version")
@@ -215,14 +210,20 @@ def load_csv(run_dir: Path, name: str, columns: Iterable[str]) -> pd.DataFrame:
     return table
 
 
-def load_json(run_dir: Path, name: str) -> dict[str, Any]:
+def _json_object(run_dir: Path, name: str) -> Any:
+    """The parsed JSON of evaluation/<name>; RunError when it is missing or unreadable."""
     path = evaluation_dir(run_dir) / name
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise missing_error(run_dir, path, name) from None
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise unreadable_error(run_dir, path, error) from None
+
+
+def load_json(run_dir: Path, name: str) -> dict[str, Any]:
+    path = evaluation_dir(run_dir) / name
+    value = _json_object(run_dir, name)
     if not isinstance(value, dict) or value.get("schema_version") != SCHEMA_VERSION:
         raise RunError(f"{name} is not a schema_version {SCHEMA_VERSION} evaluation file",
                        where=str(path), fix=evaluate_fix(run_dir))

@@ -99,14 +99,7 @@ def curves_from_histogram(positives: np.ndarray, negatives: np.ndarray
     scikit-learn's on those pixels (btseg.metrics.float16_histogram, then
     roc_from_histogram and pr_from_histogram).
     """
-    positives = np.asarray(positives, dtype=np.int64)
-    negatives = np.asarray(negatives, dtype=np.int64)
-    if positives.shape != (FLOAT16_KEYS,) or negatives.shape != (FLOAT16_KEYS,):
-        raise ValueError(
-            f"histograms must be ({FLOAT16_KEYS},) counts, got {positives.shape} and "
-            f"{negatives.shape}."
-        )
-    histogram = metrics.float16_histogram(positives, negatives)
+    histogram = metrics.float16_histogram(positives, negatives)  # checks the shapes
     return (metrics.roc_from_histogram(histogram, drop_intermediate=True),
             metrics.pr_from_histogram(histogram))
 
@@ -316,11 +309,7 @@ def _threshold_block(
 
 
 def evaluate_segmenter(
-    run: Any,
-    data: TestData,
-    out: Path,
-    n_resamples: int,
-    progress: Progress | None,
+    run: Any, data: TestData, out: Path, n_resamples: int, progress: Progress | None
 ) -> dict[str, Any]:
     """Write the segmentation artifacts into `out`; return the summary without the header.
 

@@ -16,6 +16,8 @@ prediction both (TP + FP + FN = 0) they return 1.0, as btseg.metrics does for tw
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -110,21 +112,50 @@ def weighted_categorical_cross_entropy(y_true, y_pred, class_weights):
 
 
 class _BtsegLoss(keras.losses.Loss):
-    """Base: keeps the name and reduction in get_config; subclasses add their parameters."""
+    """Base: a loss with named parameters (DEFAULTS, each kept as an attribute) that get_config
+    saves beside the name and reduction, so a saved model loads with safe_mode=True."""
 
-    def __init__(self, name: str, reduction="sum_over_batch_size", dtype=None):
+    DEFAULT_NAME = ""
+    #: parameter -> default value.
+    DEFAULTS: dict[str, Any] = {}
+
+    def __init__(self, *values, **parameters):
+        # Positional values fill the parameters in DEFAULTS order, then name, reduction, dtype:
+        # FocalLoss(0.5, 3.0) or WeightedCategoricalCrossEntropyLoss([1, 2, 3]).
+        order = [*self.DEFAULTS, "name", "reduction", "dtype"]
+        if len(values) > len(order):
+            raise TypeError(f"{type(self).__name__} takes at most {len(order)} values")
+        for key, value in zip(order, values, strict=False):
+            if key in parameters:
+                raise TypeError(f"{type(self).__name__} got two values for {key}")
+            parameters[key] = value
+        name = parameters.pop("name", None) or self.DEFAULT_NAME
+        reduction = parameters.pop("reduction", "sum_over_batch_size")
+        dtype = parameters.pop("dtype", None)
+        unknown = sorted(set(parameters) - set(self.DEFAULTS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no parameter {', '.join(unknown)}")
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        for key, default in self.DEFAULTS.items():
+            setattr(self, key, self._checked(key, parameters.get(key, default)))
+
+    def _checked(self, key: str, value: Any) -> Any:
+        """A parameter's value as stored (a float unless a subclass says otherwise)."""
+        return float(value)
 
     def get_config(self):
-        return {"name": self.name, "reduction": self.reduction}
+        return {
+            "name": self.name,
+            "reduction": self.reduction,
+            **{key: getattr(self, key) for key in self.DEFAULTS},
+        }
 
 
 @_register
 class BinaryCrossEntropyLoss(_BtsegLoss):
     """Mean pixel binary cross-entropy (the basic U-Net's loss)."""
 
-    def __init__(self, name: str = "bce", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+    DEFAULT_NAME = "bce"
 
     def call(self, y_true, y_pred):
         return binary_cross_entropy(y_true, y_pred)
@@ -134,116 +165,66 @@ class BinaryCrossEntropyLoss(_BtsegLoss):
 class SoftDiceLoss(_BtsegLoss):
     """Per-image soft Dice loss with additive smoothing."""
 
-    def __init__(self, smooth: float = DICE_SMOOTH, name: str = "dice", reduction="sum_over_batch_size", dtype=None):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.smooth = float(smooth)
+    DEFAULT_NAME = "dice"
+    DEFAULTS = {"smooth": DICE_SMOOTH}
 
     def call(self, y_true, y_pred):
         return soft_dice_loss(y_true, y_pred, self.smooth)
-
-    def get_config(self):
-        return {**super().get_config(), "smooth": self.smooth}
 
 
 @_register
 class FocalLoss(_BtsegLoss):
     """Binary focal loss (alpha 0.25, gamma 2 by default)."""
 
-    def __init__(
-        self,
-        alpha: float = FOCAL_ALPHA,
-        gamma: float = FOCAL_GAMMA,
-        name: str = "focal",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.alpha = float(alpha)
-        self.gamma = float(gamma)
+    DEFAULT_NAME = "focal"
+    DEFAULTS = {"alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA}
 
     def call(self, y_true, y_pred):
         return focal_loss(y_true, y_pred, self.alpha, self.gamma)
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "gamma": self.gamma}
 
 
 @_register
 class DiceFocalLoss(_BtsegLoss):
     """Soft Dice loss + focal loss (the attention U-Net's loss)."""
 
-    def __init__(
-        self,
-        alpha: float = FOCAL_ALPHA,
-        gamma: float = FOCAL_GAMMA,
-        smooth: float = DICE_SMOOTH,
-        name: str = "dice_focal",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.alpha = float(alpha)
-        self.gamma = float(gamma)
-        self.smooth = float(smooth)
+    DEFAULT_NAME = "dice_focal"
+    DEFAULTS = {"alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA, "smooth": DICE_SMOOTH}
 
     def call(self, y_true, y_pred):
         return dice_focal_loss(y_true, y_pred, self.alpha, self.gamma, self.smooth)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "alpha": self.alpha,
-            "gamma": self.gamma,
-            "smooth": self.smooth,
-        }
 
 
 @_register
 class BceDiceLoss(_BtsegLoss):
     """alpha * binary cross-entropy + (1 - alpha) * soft Dice loss."""
 
-    def __init__(
-        self,
-        alpha: float = 0.5,
-        smooth: float = DICE_SMOOTH,
-        name: str = "bce_dice",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.alpha = float(alpha)
-        self.smooth = float(smooth)
+    DEFAULT_NAME = "bce_dice"
+    DEFAULTS = {"alpha": 0.5, "smooth": DICE_SMOOTH}
+
+    def _checked(self, key: str, value: Any) -> Any:
+        if key == "alpha" and not 0.0 <= value <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {value}")
+        return float(value)
 
     def call(self, y_true, y_pred):
         return bce_dice_loss(y_true, y_pred, self.alpha, self.smooth)
-
-    def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha, "smooth": self.smooth}
 
 
 @_register
 class WeightedCategoricalCrossEntropyLoss(_BtsegLoss):
     """Categorical cross-entropy on class indices, each sample weighted by its class's weight."""
 
-    def __init__(
-        self,
-        class_weights=(1.0, 1.0, 1.0),
-        name: str = "weighted_ce",
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
-        self.class_weights = [float(weight) for weight in class_weights]
-        if not self.class_weights or min(self.class_weights) < 0:
-            raise ValueError(f"class_weights must be non-negative, got {self.class_weights}")
+    DEFAULT_NAME = "weighted_ce"
+    DEFAULTS = {"class_weights": (1.0, 1.0, 1.0)}
+
+    def _checked(self, key: str, value: Any) -> Any:
+        weights = [float(weight) for weight in value]
+        if not weights or min(weights) < 0:
+            raise ValueError(f"class_weights must be non-negative, got {weights}")
+        return weights
 
     def call(self, y_true, y_pred):
         return weighted_categorical_cross_entropy(y_true, y_pred, self.class_weights)
-
-    def get_config(self):
-        return {**super().get_config(), "class_weights": list(self.class_weights)}
 
 
 #: Loss names accepted in training configs.

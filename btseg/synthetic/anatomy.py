@@ -78,6 +78,8 @@ def _limb_envelope(f: Frame, upper: float, lower: float, joint_a: float) -> list
     ]
 
 
+# The scenes below are alike in shape on purpose (knee, ankle, elbow...): each is its joint's
+# table of bones (a long bone above the joint, its partners below), the numbers are the anatomy.
 def _scene_knee(f: Frame, unit: float, anat: np.random.Generator) -> Scene:
     aj, gap = f.joint, unit * anat.uniform(0.25, 0.42)
     r_femur, fs_femur = unit, anat.uniform(1.55, 1.8)

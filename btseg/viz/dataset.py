@@ -179,20 +179,28 @@ def gender_by_class_figure(table: pd.DataFrame) -> go.Figure:
     return style_figure(figure, title, "Class", "Images", subtitle="Bar labels: share of the class")
 
 
+def _tumour_counts(
+    table: pd.DataFrame, column: str
+) -> tuple[pd.DataFrame, dict[str, Counter], Counter, list[str]]:
+    """(tumour rows, class -> Counter of the values of the multi-valued `column` (a row naming
+    two counts once for each), their totals, the values most frequent first (ties alphabetical))."""
+    tumours = table[table["label"] != "normal"] if not table.empty else table
+    counts: dict[str, Counter] = {name: Counter() for name in CLASS_NAMES}
+    for label, values in zip(tumours["label"], tumours[column], strict=True):
+        counts[label].update(values)
+    totals = counts["benign"] + counts["malignant"]
+    return tumours, counts, totals, sorted(totals, key=lambda value: (-totals[value], value))
+
+
 def site_frequency_figure(table: pd.DataFrame) -> go.Figure:
     """Anatomical sites of tumour images, multi-hot (an image naming two sites counts twice).
 
     Horizontal bars stacked by class (benign, malignant), sites sorted by total, most frequent on top.
     """
     title = "Tumour sites"
-    tumours = table[table["label"] != "normal"] if not table.empty else table
-    counts: dict[str, Counter] = {name: Counter() for name in CLASS_NAMES}
-    for label, sites in zip(tumours["label"], tumours["sites"], strict=True):
-        counts[label].update(sites)
-    totals = counts["benign"] + counts["malignant"]
+    tumours, counts, totals, order = _tumour_counts(table, "sites")
     if not totals:
         return empty_figure(title, "No tumour images with a recorded site")
-    order = sorted(totals, key=lambda site: (-totals[site], site))
     classes = [name for name in ("benign", "malignant") if counts[name]]
     figure = _stacked_class_bars(order, counts, classes, "images", horizontal=True)
     # Most frequent on top: Plotly draws the first category at the bottom unless reversed.
@@ -256,14 +264,9 @@ def subtype_figure(table: pd.DataFrame) -> go.Figure:
     Counted from `subtypes`, so a row naming two subtypes counts once for each.
     """
     title = "Tumour subtypes"
-    tumours = table[table["label"] != "normal"] if not table.empty else table
-    counts: dict[str, Counter] = {"benign": Counter(), "malignant": Counter()}
-    for label, subtypes in zip(tumours["label"], tumours["subtypes"], strict=True):
-        counts[label].update(subtypes)
-    totals = counts["benign"] + counts["malignant"]
+    _, counts, totals, order = _tumour_counts(table, "subtypes")
     if not totals:
         return empty_figure(title, "No tumour images match the filters")
-    order = sorted(totals, key=lambda subtype: (-totals[subtype], subtype))
     figure = go.Figure()
     for name in ("benign", "malignant"):
         subtypes = [subtype for subtype in order if counts[name].get(subtype, 0)]
