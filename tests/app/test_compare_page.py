@@ -5,17 +5,14 @@ tests/test_evaluation_compare.py."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import model_fixtures
 import numpy as np
 import pandas as pd
 import pytest
+from page_checks import assert_asks_for_models, assert_page_runs_without_tensorflow
 from streamlit.testing.v1 import AppTest
 
 from btseg import evaluation
@@ -83,16 +80,12 @@ def test_side_by_side_joins_panels_with_a_white_gap():
 
 
 def test_without_models_the_page_gives_the_commands(app_env):
-    app = run_page()
-    assert not app.exception, [item.value for item in app.exception]
-    assert not app.error
-    text = "\n".join(item.value for item in app.info)
-    assert "Basic U-Net is not trained yet" in text
-    assert "Attention U-Net is not trained yet" in text
-    commands = "\n".join(block.value for block in app.code)
-    assert "btseg train --model basic" in commands
-    assert "btseg train --model attention" in commands
-    assert "btseg evaluate --models basic" in commands
+    assert_asks_for_models(
+        run_page(),
+        untrained=["Basic U-Net", "Attention U-Net"],
+        commands=["btseg train --model basic", "btseg train --model attention",
+                  "btseg evaluate --models basic"],
+    )  # fmt: skip
 
 
 @pytest.mark.slow
@@ -193,19 +186,4 @@ def test_with_one_model_missing_the_page_says_what_to_run(models_env, tmp_path, 
 
 @pytest.mark.slow
 def test_the_page_does_not_import_tensorflow(models_env):
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        from streamlit.testing.v1 import AppTest
-        app = AppTest.from_file({str(PROJECT_ROOT / "app.py")!r}, default_timeout=180).run()
-        app.switch_page({PAGE!r}).run()
-        assert not app.exception, [item.value for item in app.exception]
-        assert len(app.get("image")) > 0
-        print("HEAVY", sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=dict(os.environ),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "HEAVY []" in result.stdout, result.stdout
+    assert_page_runs_without_tensorflow(PAGE, 'len(app.get("image")) > 0', 180)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from page_checks import assert_page_runs_without_tensorflow
 from streamlit.testing.v1 import AppTest
 
 from btseg.data.btxrd import COLUMNS, open_dataset
@@ -190,25 +187,6 @@ def test_home_page_names_the_dataset_and_links_every_page(app_env):
 
 
 def test_dataset_page_does_not_import_tensorflow(app_env):
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        from streamlit.testing.v1 import AppTest
-        app = AppTest.from_file({str(PROJECT_ROOT / "app.py")!r}, default_timeout=120).run()
-        app.switch_page("pages/1_Dataset.py").run()
-        assert not app.exception, [item.value for item in app.exception]
-        assert len(app.get("plotly_chart")) > 0
-        print("HEAVY", sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
-        """
+    assert_page_runs_without_tensorflow(
+        "pages/1_Dataset.py", 'len(app.get("plotly_chart")) > 0', 120
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "HEAVY []" in result.stdout, result.stdout

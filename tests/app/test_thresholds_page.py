@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import model_fixtures
 import pandas as pd
 import pytest
+from page_checks import assert_asks_for_models, assert_page_runs_without_tensorflow
 from streamlit.testing.v1 import AppTest
 
 from btseg import evaluation
@@ -61,15 +58,12 @@ def assert_clean(app: AppTest) -> None:
 
 def test_without_models_the_page_gives_the_commands(app_env):
     app = run_page()
-    assert not app.exception, [item.value for item in app.exception]
-    assert not app.error
-    text = "\n".join(item.value for item in app.info)
-    assert "Attention U-Net is not trained yet" in text
-    assert "Classifier is not trained yet" in text
-    commands = codes(app)
-    assert "btseg train --model attention" in commands
-    assert "btseg evaluate --models attention" in commands
-    assert "btseg train --model classifier" in commands
+    assert_asks_for_models(
+        app,
+        untrained=["Attention U-Net", "Classifier"],
+        commands=["btseg train --model attention", "btseg evaluate --models attention",
+                  "btseg train --model classifier"],
+    )  # fmt: skip
     assert len(app.get("plotly_chart")) == 0
 
 
@@ -189,22 +183,7 @@ def test_a_run_without_evaluation_or_with_a_broken_one_gives_the_command(
 
 @pytest.mark.slow
 def test_the_page_does_not_import_tensorflow(models_env):
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        from streamlit.testing.v1 import AppTest
-        app = AppTest.from_file({str(PROJECT_ROOT / "app.py")!r}, default_timeout=180).run()
-        app.switch_page({PAGE!r}).run()
-        assert not app.exception, [item.value for item in app.exception]
-        assert len(app.get("plotly_chart")) >= 8
-        print("HEAVY", sorted(name for name in ("tensorflow", "keras") if name in sys.modules))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=dict(os.environ),
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "HEAVY []" in result.stdout, result.stdout
+    assert_page_runs_without_tensorflow(PAGE, 'len(app.get("plotly_chart")) >= 8', 180)
 
 
 @pytest.mark.slow
