@@ -27,16 +27,12 @@ OSTEOSARCOMA_POLYGON = [
 ]
 
 
+# A LabelMe 5.4.1 shape's fields besides its label, points and type, as in BTXRD's files.
+SHAPE_FIELDS = {"group_id": None, "description": "", "flags": {}, "mask": None}
+
+
 def shape(label, points, shape_type):
-    return {
-        "label": label,
-        "points": points,
-        "group_id": None,
-        "description": "",
-        "shape_type": shape_type,
-        "flags": {},
-        "mask": None,
-    }
+    return {"label": label, "points": points, "shape_type": shape_type, **SHAPE_FIELDS}
 
 
 def labelme(shapes, height=3032, width=1640, image_path="IMG000002.jpeg"):

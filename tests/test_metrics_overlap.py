@@ -9,27 +9,16 @@ import pytest
 
 from btseg import metrics
 
-# 5x5 image: truth 4 px, prediction 6 px, overlap 3 px.
-TRUTH = np.array(
-    [
-        [0, 0, 0, 0, 0],
-        [0, 1, 1, 0, 0],
-        [0, 1, 1, 0, 0],
-        [0, 0, 0, 0, 0],
-        [0, 0, 0, 0, 0],
-    ],
-    dtype=np.uint8,
-)
-PREDICTION = np.array(
-    [
-        [0, 0, 0, 0, 0],
-        [0, 1, 1, 1, 0],
-        [0, 1, 0, 1, 0],
-        [0, 0, 0, 1, 0],
-        [0, 0, 0, 0, 0],
-    ],
-    dtype=bool,
-)
+# 5x5 image: truth 4 px (left), prediction 6 px (right), overlap 3 px.
+_DRAWN = np.array([
+    [0, 0, 0, 0, 0,    0, 0, 0, 0, 0],
+    [0, 1, 1, 0, 0,    0, 1, 1, 1, 0],
+    [0, 1, 1, 0, 0,    0, 1, 0, 1, 0],
+    [0, 0, 0, 0, 0,    0, 0, 0, 1, 0],
+    [0, 0, 0, 0, 0,    0, 0, 0, 0, 0],
+])  # fmt: skip
+TRUTH = _DRAWN[:, :5].astype(np.uint8)
+PREDICTION = _DRAWN[:, 5:].astype(bool)
 
 
 def test_hand_drawn_masks_give_exact_values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -241,15 +242,19 @@ def test_quirks_one_row_with_two_subtypes_and_a_region_that_contradicts_its_bone
     assert len(contradicting) >= 1
 
 
-def test_a_global_threshold_does_not_segment_the_lesions(dataset):
-    table = read_table(dataset)
-    files = image_files(dataset)
-    scores = []
+def tumour_images(root: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(grey image, lesion mask) of each tumour row of the table."""
+    table = read_table(root)
+    files = image_files(root)
     for image_id in table.loc[table["tumor"] == 1, "image_id"]:
         image = cv2.imread(str(files[stem(image_id)]), cv2.IMREAD_GRAYSCALE)
-        mask = lesion_mask(
-            dataset / "Annotations" / f"{image_id.rsplit('.', 1)[0]}.json", image.shape
-        )
+        annotation = root / "Annotations" / f"{image_id.rsplit('.', 1)[0]}.json"
+        yield image, lesion_mask(annotation, image.shape)
+
+
+def test_a_global_threshold_does_not_segment_the_lesions(dataset):
+    scores = []
+    for image, mask in tumour_images(dataset):
         assert mask.any()
         scores.append(best_threshold_dice(image, mask))
     assert len(scores) >= 20
@@ -257,16 +262,7 @@ def test_a_global_threshold_does_not_segment_the_lesions(dataset):
 
 
 def test_lesions_are_mostly_small(dataset):
-    table = read_table(dataset)
-    files = image_files(dataset)
-    fractions = []
-    for image_id in table.loc[table["tumor"] == 1, "image_id"]:
-        image = cv2.imread(str(files[stem(image_id)]), cv2.IMREAD_GRAYSCALE)
-        mask = lesion_mask(
-            dataset / "Annotations" / f"{image_id.rsplit('.', 1)[0]}.json", image.shape
-        )
-        fractions.append(mask.mean())
-    fractions = np.array(fractions)
+    fractions = np.array([mask.mean() for _, mask in tumour_images(dataset)])
     assert 0.25 <= (fractions < 0.01).mean() <= 0.8
     assert fractions.max() <= 0.11 and fractions.min() > 0
 
