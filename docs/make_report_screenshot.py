@@ -3,8 +3,9 @@
     .venv/bin/python docs/make_report_screenshot.py [--html report.html]
 
 The X-ray and its lesion outline come from btseg.synthetic (no patient data); the probability
-map is the blurred true mask with a faint false hotspot, cut at an operating point by
-btseg.decisions as btseg predict does. No model is run. Needs Playwright and Debian's chromium.
+map is the blurred true mask with a faint false hotspot, cut at an operating point and given its
+verdict by btseg predict's Predictor.finish, with a fixed classifier answer. No model is run.
+Needs Playwright and Debian's chromium.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -21,7 +23,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from btseg.decisions import OperatingPoint, decide, most_probable_lesion, verdict_for  # noqa: E402
+from btseg.data.images import DecodedImage  # noqa: E402
+from btseg.decisions import OperatingPoint  # noqa: E402
+from btseg.gate import GateResult  # noqa: E402
+from btseg.predict import Predictor  # noqa: E402
 from btseg.report import ReportCase, html_report  # noqa: E402
 
 OUT = ROOT / "docs" / "screenshots" / "report.png"
@@ -54,34 +59,33 @@ def synthetic_case(subtype: str = "osteosarcoma", seed: int = 3) -> ReportCase:
         "max mean Dice over validation tumour images with at most 10% of validation normal "
         "images flagged",
     )  # fmt: skip
-    mask, lesions = decide(probability, point)
-    lesion = most_probable_lesion(lesions)
+    # Cut, classified and given its verdict by btseg predict's own steps; the classifier's
+    # answer is fixed.
     probabilities = {"normal": 0.06, "benign": 0.23, "malignant": 0.71}
-    verdict = verdict_for(lesions, probabilities, lesion)
-    return ReportCase(
-        file_name=Path(spec.path).name,
-        image=image,
-        mask=mask,
-        probability_map=probability,
-        verdict_label=verdict.label,
-        verdict_reason=verdict.reason,
-        lesions=lesions,
-        class_probabilities=probabilities,
-        calibrated_probabilities={"normal": 0.09, "benign": 0.29, "malignant": 0.62},
-        calibration_note="temperature 1.4, fitted on the validation images",
-        operating_point=point,
+    classifier = SimpleNamespace(
+        name="classifier", classifies_regions=True, predict=lambda image, box: probabilities
+    )
+    decoded = DecodedImage(image, Path(spec.path).name, "JPEG", 8, None, "L",
+                           ("the file is a JPEG despite its .png extension",))  # fmt: skip
+    gate = GateResult(True, notes=("appearance distance 3.2 (limit 6.8)",))
+    prediction = Predictor(SimpleNamespace(name="attention_unet"), classifier).finish(
+        decoded, probability, point, gate
+    )
+    return ReportCase.from_prediction(
+        prediction,
+        decoded,
+        decoded.source,
         runs={
-            "segmentation": {"run": "attention_unet", "created_utc": "2026-12-07T01:18:22+00:00",
+            "segmentation": {"created_utc": "2026-12-07T01:18:22+00:00",
                              "data_fingerprint": "bb5f860cd26e6a23", "split_id": "d94d3fdceb58"},
-            "classifier": {"run": "classifier", "created_utc": "2026-12-07T01:31:05+00:00",
+            "classifier": {"created_utc": "2026-12-07T01:31:05+00:00",
                            "data_fingerprint": "bb5f860cd26e6a23", "split_id": "d94d3fdceb58"},
         },  # fmt: skip
         dataset={"name": "synthetic", "fingerprint": "bb5f860cd26e6a23", "synthetic": True,
                  "train_images": 1310, "validation_images": 280},  # fmt: skip
-        notes=("the file is a JPEG despite its .png extension",
-               "appearance distance 3.2 (limit 6.8)"),  # fmt: skip
         uncertainty_map=4.0 * probability * (1.0 - probability),
-        verdict_lesion_index=verdict.lesion_index,
+        calibrated_probabilities={"normal": 0.09, "benign": 0.29, "malignant": 0.62},
+        calibration_note="temperature 1.4, fitted on the validation images",
     )
 
 

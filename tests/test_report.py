@@ -8,6 +8,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -279,26 +280,17 @@ ACCEPTED = GateResult(True, notes=("gate ok",))
 
 
 def _prediction(image: DecodedImage, gate: GateResult = ACCEPTED):
-    from btseg.predict import Prediction
+    """btseg predict's Prediction of `image` with the synthetic probability map, through
+    Predictor.finish; the region classifier always answers PROBABILITIES."""
+    from btseg.predict import Predictor
 
     _, probability = synthetic_arrays()
-    point = OperatingPoint(0.4, 2e-3, CRITERION)
-    mask, lesions = decide(probability, point, pixel_spacing_mm=image.pixel_spacing_mm)
-    lesion = most_probable_lesion(lesions)
-    return Prediction(
-        probability_map=probability,
-        point=point,
-        mask=mask,
-        lesions=lesions,
-        class_probabilities=PROBABILITIES,
-        classified_lesion=lesion,
-        verdict=verdict_for(lesions, PROBABILITIES, lesion),
-        notes=(*image.notes, *gate.notes),
-        segmentation_run="attention_unet",
-        classifier_run="classifier",
-        pixel_spacing_mm=image.pixel_spacing_mm,
-        gate=gate,
+    segmenter = SimpleNamespace(name="attention_unet")
+    classifier = SimpleNamespace(
+        name="classifier", classifies_regions=True, predict=lambda image, box: PROBABILITIES
     )
+    point = OperatingPoint(0.4, 2e-3, CRITERION)
+    return Predictor(segmenter, classifier).finish(image, probability, point, gate)
 
 
 def test_from_prediction_carries_everything_the_report_needs():
