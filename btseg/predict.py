@@ -140,6 +140,41 @@ def _pixels(image: DecodedImage | np.ndarray) -> np.ndarray:
     return image.pixels if isinstance(image, DecodedImage) else np.asarray(image)
 
 
+def compose_prediction(
+    image: DecodedImage | np.ndarray,
+    probability_map: np.ndarray,
+    point: OperatingPoint,
+    decided: tuple[np.ndarray, list[LesionFinding]],
+    classified: tuple[dict[str, float] | None, LesionFinding | None],
+    *,
+    segmentation_run: str,
+    classifier_run: str,
+    gate: GateResult | None = None,
+) -> Prediction:
+    """The Prediction of an image from its decided mask and lesions (btseg.decisions.decide)
+    and what the classifier said of it (Predictor.classify): the verdict (verdict_for), the
+    notes on the input and its pixel spacing are added here, for Predictor.finish and for a
+    page that caches the model calls itself."""
+    mask, lesions = decided
+    probabilities, lesion = classified
+    gate = GateResult(True) if gate is None else gate
+    decoded = isinstance(image, DecodedImage)
+    return Prediction(
+        probability_map=probability_map,
+        point=point,
+        mask=mask,
+        lesions=lesions,
+        class_probabilities=probabilities,
+        classified_lesion=lesion,
+        verdict=verdict_for(lesions, probabilities, lesion),
+        notes=(tuple(image.notes) if decoded else ()) + gate.notes,
+        segmentation_run=segmentation_run,
+        classifier_run=classifier_run,
+        pixel_spacing_mm=image.pixel_spacing_mm if decoded else None,
+        gate=gate,
+    )
+
+
 class Predictor:
     """A segmenter and (optionally) a classifier, used together as btseg serves them."""
 
@@ -253,20 +288,14 @@ class Predictor:
         spacing = image.pixel_spacing_mm if isinstance(image, DecodedImage) else None
         mask, lesions = decide(probability_map, point, pixel_spacing_mm=spacing)
         probabilities, lesion = self.classify(image, lesions)
-        # Alike in shape to btseg/data/images.py (DecodedImage) on purpose: a dataclass filled
-        # by keyword, field by field.
-        return Prediction(
-            probability_map=probability_map,
-            point=point,
-            mask=mask,
-            lesions=lesions,
-            class_probabilities=probabilities,
-            classified_lesion=lesion,
-            verdict=verdict_for(lesions, probabilities, lesion),
-            notes=(tuple(image.notes) if isinstance(image, DecodedImage) else ()) + gate.notes,
+        return compose_prediction(
+            image,
+            probability_map,
+            point,
+            (mask, lesions),
+            (probabilities, lesion),
             segmentation_run=self.segmenter.name,
             classifier_run=self.classifier.name if self.classifier is not None else "",
-            pixel_spacing_mm=spacing,
             gate=gate,
         )
 

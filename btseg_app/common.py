@@ -236,6 +236,13 @@ def load_thumbnail(
 # Drawing helpers
 
 
+def metric_cards(cards, widths=None) -> None:
+    """A row of bordered st.metric cards from (label, value, help text or None) triples."""
+    columns = st.columns(widths if widths is not None else len(cards))
+    for column, (label, value, help_text) in zip(columns, cards, strict=True):
+        column.metric(label, value, help=help_text, border=True)
+
+
 def error_box(error: BtsegError, commands: str | None = None) -> None:
     """Show a BtsegError as st.error (its message says what, where and how to fix it)."""
     st.error(str(error), icon=":material/error:")

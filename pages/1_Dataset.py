@@ -102,8 +102,8 @@ def draw_metrics(table: pd.DataFrame, full_size: int, filtered: bool) -> None:
     ]
     # The last two labels are longer: wider columns keep them from being cut.
     widths = [1, 1, 1, 1, 1.35, 1.45]
-    for column, (label, value, help_text) in zip(st.columns(widths), values, strict=True):
-        column.metric(label, f"{value:,}", help=help_text, border=True)
+    common.metric_cards([(label, f"{value:,}", help_text) for label, value, help_text in values],
+                        widths)
     if filtered:
         st.caption(
             f"Filters active: {len(table):,} of {full_size:,} images. Every chart below shows "

@@ -17,10 +17,10 @@ from streamlit_drawable_canvas import st_canvas
 
 from btseg import config, outputs, viz
 from btseg.data.regions import BOX_MARGIN
-from btseg.decisions import OperatingPoint, Verdict, decide, slider_thresholds, verdict_for
+from btseg.decisions import OperatingPoint, Verdict, decide, slider_thresholds
 from btseg.errors import BtsegError
 from btseg.gate import RADIOGRAPH_MODALITIES, UNSPECIFIED_MODALITIES, check_input
-from btseg.predict import Prediction
+from btseg.predict import compose_prediction
 from btseg_app import common
 from btseg_app import segment_ui as ui
 
@@ -578,16 +578,13 @@ def main() -> None:
         )
         verdict_box = st.container()
         draw_findings(lesions, mask, spacing)
-        probabilities, lesion = draw_classifier(source, classifier_status, display, lesions)
-        verdict = verdict_for(lesions, probabilities, lesion)
-        draw_verdict(verdict, verdict_box)
-        prediction = Prediction(
-            probability_map=probability, point=point, mask=mask, lesions=lesions,
-            class_probabilities=probabilities, classified_lesion=lesion, verdict=verdict,
-            notes=source.image.notes, segmentation_run=status.name,
-            classifier_run=classifier_status.name if probabilities else "",
-            pixel_spacing_mm=spacing,
+        classified = draw_classifier(source, classifier_status, display, lesions)
+        prediction = compose_prediction(
+            source.image, probability, point, (mask, lesions), classified,
+            segmentation_run=status.name,
+            classifier_run=classifier_status.name if classified[0] else "",
         )  # fmt: skip
+        draw_verdict(prediction.verdict, verdict_box)
         draw_downloads(source, prediction, ui.report_runs(status, classifier_status), segmenter)
 
     if source.from_test_split:

@@ -15,7 +15,7 @@ import streamlit as st
 from btseg import config, metrics, viz
 from btseg.errors import BtsegError
 from btseg.evaluation import curve_points
-from btseg.formatting import format_number, format_threshold
+from btseg.formatting import format_interval, format_number, format_threshold, interval_note
 from btseg_app import common, evaluation_ui
 
 STUDY_THRESHOLDS = metrics.STUDY_THRESHOLDS
@@ -102,32 +102,26 @@ def draw_summary(evaluation, validation: float) -> None:
     ci = at_validation.get("ci95", {}) or {}
     best = summary.get("best_on_test", {}) or {}
     interval = ci.get("mean_dice_tumour")
-    columns = st.columns(5)
-    columns[0].metric(
-        "Validation threshold", format_threshold(validation), border=True,
-        help="Chosen on the validation images (max mean Dice): the operating point.",
-    )
-    columns[1].metric(
-        "Mean Dice at it", format_number(at_validation.get("mean_dice_tumour")), border=True,
-        help="Mean of per-image Dice over the test images with a tumour"
-        + (f"; 95% interval {format_number(interval[0])}–{format_number(interval[1])}" if interval else "") + ".",
-    )
-    columns[2].metric("Pixel ROC AUC", format_number(summary.get("pixel_auc")), border=True,
-                      help="Over every test pixel at original resolution.")
-    columns[3].metric("Average precision", format_number(summary.get("average_precision")), border=True,
-                      help="Area under the pixel precision-recall curve.")
     flagged = at_validation.get("normal_fp_rate")
-    columns[4].metric(
-        "Normals flagged", "–" if flagged is None else f"{100 * flagged:.0f}%", border=True,
-        help="Normal test images with any predicted lesion at the validation threshold.",
-    )
+    common.metric_cards([
+        ("Validation threshold", format_threshold(validation),
+         "Chosen on the validation images (max mean Dice): the operating point."),
+        ("Mean Dice at it", format_number(at_validation.get("mean_dice_tumour")),
+         "Mean of per-image Dice over the test images with a tumour" + interval_note(interval) + "."),
+        ("Pixel ROC AUC", format_number(summary.get("pixel_auc")),
+         "Over every test pixel at original resolution."),
+        ("Average precision", format_number(summary.get("average_precision")),
+         "Area under the pixel precision-recall curve."),
+        ("Normals flagged", "–" if flagged is None else f"{100 * flagged:.0f}%",
+         "Normal test images with any predicted lesion at the validation threshold."),
+    ])
     parts = [
         f"Test split: {summary.get('n_test_images', '?')} images, "
         f"{summary.get('n_tumour_images', '?')} with a tumour, "
         f"{summary.get('n_normal_images', '?')} normal; metrics at the original resolution."
     ]
     if interval:
-        parts.append(f"Mean Dice 95% interval (bootstrap over patients): {format_number(interval[0])}–{format_number(interval[1])}.")
+        parts.append(f"Mean Dice 95% interval (bootstrap over patients): {format_interval(interval)}.")
     if best.get("threshold") is not None:
         parts.append(
             f"Best on test: threshold {format_threshold(best['threshold'])}, mean Dice "
@@ -340,19 +334,17 @@ def draw_classifier() -> None:
         )
     ci = summary.get("ci95", {}) or {}
     macro_ci = ci.get("macro_auc")
-    cards = st.columns(4)
-    cards[0].metric("Accuracy", format_number(summary.get("accuracy")), border=True)
-    cards[1].metric("Balanced accuracy", format_number(summary.get("balanced_accuracy")), border=True,
-                    help="Mean recall of the three classes: malignant images count as much as normal ones.")
-    cards[2].metric(
-        "Macro AUC", format_number(summary.get("macro_auc")), border=True,
-        help="Mean of the one-vs-rest AUCs"
-        + (f"; 95% interval {format_number(macro_ci[0])}–{format_number(macro_ci[1])}" if macro_ci else "") + ".",
-    )
-    cards[3].metric("Calibration error (ECE)", format_number(summary.get("ece")), border=True,
-                    help="Mean gap between confidence and accuracy over confidence bins.")
+    common.metric_cards([
+        ("Accuracy", format_number(summary.get("accuracy")), None),
+        ("Balanced accuracy", format_number(summary.get("balanced_accuracy")),
+         "Mean recall of the three classes: malignant images count as much as normal ones."),
+        ("Macro AUC", format_number(summary.get("macro_auc")),
+         "Mean of the one-vs-rest AUCs" + interval_note(macro_ci) + "."),
+        ("Calibration error (ECE)", format_number(summary.get("ece")),
+         "Mean gap between confidence and accuracy over confidence bins."),
+    ])
     if macro_ci:
-        st.caption(f"Macro AUC 95% interval (bootstrap over patients): {format_number(macro_ci[0])}–{format_number(macro_ci[1])}. "
+        st.caption(f"Macro AUC 95% interval (bootstrap over patients): {format_interval(macro_ci)}. "
                    f"{len(evaluation.predictions)} test images.")
 
     names = evaluation.class_names or list(config.CLASS_NAMES)
@@ -459,20 +451,17 @@ def draw_verdict() -> None:
     recall = verdict.get("recall") or {}
     ci = verdict.get("ci95") or {}
     balanced_ci = ci.get("balanced_accuracy")
-    cards = st.columns(4)
-    cards[0].metric(
-        "Balanced accuracy", format_number(verdict.get("balanced_accuracy")), border=True,
-        help=f"Chance is {format_number(verdict.get('chance_balanced_accuracy'))}"
-        + (f"; 95% interval {format_number(balanced_ci[0])}–{format_number(balanced_ci[1])}" if balanced_ci else "")
-        + ".",
-    )
-    for card, name in zip(cards[1:], ("normal", "benign", "malignant"), strict=True):
-        interval = ci.get(f"recall_{name}")
-        card.metric(
-            f"Recall {name}", format_number(recall.get(name)), border=True,
-            help="Share of the test images of this class given this verdict"
-            + (f"; 95% interval {format_number(interval[0])}–{format_number(interval[1])}" if interval else "") + ".",
-        )
+    common.metric_cards([
+        ("Balanced accuracy", format_number(verdict.get("balanced_accuracy")),
+         f"Chance is {format_number(verdict.get('chance_balanced_accuracy'))}"
+         + interval_note(balanced_ci) + "."),
+        *(
+            (f"Recall {name}", format_number(recall.get(name)),
+             "Share of the test images of this class given this verdict"
+             + interval_note(ci.get(f"recall_{name}")) + ".")
+            for name in ("normal", "benign", "malignant")
+        ),
+    ])
     names = list(verdict.get("classes") or config.CLASS_NAMES)
     st.plotly_chart(
         viz.confusion_matrix_figure(

@@ -10,16 +10,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from btseg import config, viz
+from btseg import config, evaluation, viz
 from btseg.errors import BtsegError, ImageError
-from btseg.evaluation import (
-    comparison_table,
-    curve_points,
-    gallery_ids,
-    paired_per_image,
-    pixel_accuracy_explanation,
-    split_mismatch,
-)
 from btseg.formatting import format_number, format_threshold
 from btseg_app import common, evaluation_ui
 
@@ -39,7 +31,7 @@ def draw_chart(figure, key: str, **kwargs):
 
 def draw_metric_table(evaluations: dict) -> None:
     st.header("Test metrics with 95% intervals", divider="gray")
-    table = comparison_table(evaluations)
+    table = evaluation.comparison_table(evaluations)
     st.dataframe(table, hide_index=True, width="stretch", key="compare_metric_table",
                  height=36 + 35 * len(table),
                  column_config={"metric": st.column_config.TextColumn("metric", width="large")})
@@ -54,13 +46,13 @@ def draw_roc_pr(evaluations: dict) -> None:
     st.header("Pixel ROC and precision-recall", divider="gray")
     roc, pr, areas_roc, areas_pr, roc_points, pr_points = {}, {}, {}, {}, {}, {}
     prevalence = None
-    for name, evaluation in evaluations.items():
-        curves, summary = evaluation.curves, evaluation.summary
+    for name, run in evaluations.items():
+        curves, summary = run.curves, run.summary
         roc[name] = (curves["roc_fpr"], curves["roc_tpr"])
         pr[name] = (curves["pr_recall"], curves["pr_precision"])
         areas_roc[name] = summary.get("pixel_auc")
         areas_pr[name] = summary.get("average_precision")
-        points = curve_points(evaluation)  # at the validation threshold
+        points = evaluation.curve_points(run)  # at the validation threshold
         roc_points[name], pr_points[name] = points.roc, points.pr
         prevalence = points.prevalence  # the same test pixels for every model
     left, right = st.columns(2)
@@ -190,7 +182,7 @@ def draw_gallery(evaluations: dict, table: pd.DataFrame, paired: pd.DataFrame) -
         if mode == "Random" and st.button("Other images", key="compare_gallery_shuffle",
                                           icon=":material/shuffle:"):
             st.session_state["compare_gallery_seed"] = st.session_state.get("compare_gallery_seed", 0) + 1
-    chosen = gallery_ids(
+    chosen = evaluation.gallery_ids(
         paired, mode, GALLERY_SIZE, seed=st.session_state.get("compare_gallery_seed", 0)
     )
     if not chosen:
@@ -237,18 +229,18 @@ def draw_gallery_card(evaluations: dict, table: pd.DataFrame, paired: pd.DataFra
 
 def draw_pixel_accuracy(evaluations: dict) -> None:
     st.header("Why pixel accuracy misleads here", divider="gray")
-    explanation = pixel_accuracy_explanation(evaluations)
+    explanation = evaluation.pixel_accuracy_explanation(evaluations)
     empty = explanation["empty"]
     st.markdown("A model that predicts **no tumour anywhere** on the test split scores:")
-    cards = st.columns(4)
-    cards[0].metric("Pixel accuracy", f"{100 * empty['pixel_accuracy']:.2f}%", border=True,
-                    help="Share of test pixels it gets right: every background pixel.")
-    cards[1].metric("Keras MeanIoU", format_number(empty["keras_mean_iou"]), border=True,
-                    help="Background IoU and tumour IoU (0) averaged, as keras.metrics.MeanIoU does.")
-    cards[2].metric("Dice (tumour)", format_number(empty["dice"]), border=True,
-                    help="Foreground Dice, as btseg reports it.")
-    cards[3].metric("Tumour pixels", f"{100 * empty['tumour_share']:.2f}%", border=True,
-                    help="Share of all test pixels (original resolution) inside an annotated lesion.")
+    common.metric_cards([
+        ("Pixel accuracy", f"{100 * empty['pixel_accuracy']:.2f}%",
+         "Share of test pixels it gets right: every background pixel."),
+        ("Keras MeanIoU", format_number(empty["keras_mean_iou"]),
+         "Background IoU and tumour IoU (0) averaged, as keras.metrics.MeanIoU does."),
+        ("Dice (tumour)", format_number(empty["dice"]), "Foreground Dice, as btseg reports it."),
+        ("Tumour pixels", f"{100 * empty['tumour_share']:.2f}%",
+         "Share of all test pixels (original resolution) inside an annotated lesion."),
+    ])
     st.markdown(explanation["text"])
 
 
@@ -290,10 +282,10 @@ def main() -> None:
         return
     for name, result in evaluations.items():
         evaluation_ui.stale_warning(result, name)
-    warning = split_mismatch(evaluations)
+    warning = evaluation.split_mismatch(evaluations)
     if warning:
         st.warning(warning, icon=":material/warning:")
-    paired = paired_per_image(evaluations)
+    paired = evaluation.paired_per_image(evaluations)
     draw_metric_table(evaluations)
     draw_roc_pr(evaluations)
     draw_history()
