@@ -6,9 +6,8 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from dicom_support import write_dicom
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from btseg.data.images import (
     MAX_PIXELS,
@@ -233,66 +232,30 @@ def test_just_under_the_limit_passes_the_header_check():
 # DICOM -----------------------------------------------------------------------------------------
 
 
-def write_dicom(path, values, photometric="MONOCHROME2", frames=1, **elements):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "DX"
-    values = np.asarray(values, dtype=np.uint16)
-    dataset.Rows, dataset.Columns = values.shape[-2:]
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = photometric
-    dataset.BitsAllocated = 16
-    dataset.BitsStored = 12
-    dataset.HighBit = 11
-    dataset.PixelRepresentation = 0
-    if frames > 1:
-        dataset.NumberOfFrames = frames
-    for keyword, value in elements.items():
-        setattr(dataset, keyword, value)
-    dataset.PixelData = values.tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-    return path
-
-
 WINDOWED_INPUT = [[0, 1000, 1500], [2500, 3000, 4000]]
 # Window centre 2000.5, width 2001 (LINEAR): <= 1000 -> black, > 3000 -> white, and
 # (x - 2000) / 2000 + 0.5 between: 1500 -> 63.75, 2500 -> 191.25.
 WINDOWED_OUTPUT = np.array([[0, 0, 64], [191, 255, 255]])
 
 
-def test_dicom_monochrome2_window_and_spacing(tmp_path):
+@pytest.mark.parametrize(
+    ("photometric", "spacing_element", "spacing", "expected"),
+    [
+        ("MONOCHROME2", "PixelSpacing", (0.139, 0.14), WINDOWED_OUTPUT),
+        ("MONOCHROME1", "ImagerPixelSpacing", (0.2, 0.25), 255 - WINDOWED_OUTPUT),  # inverted
+    ],
+)
+def test_dicom_window_spacing_and_photometric_interpretation(
+    tmp_path, photometric, spacing_element, spacing, expected
+):
     path = write_dicom(
-        tmp_path / "IMG000010.dcm",
-        WINDOWED_INPUT,
-        WindowCenter="2000.5",
-        WindowWidth="2001",
-        PixelSpacing=[0.139, 0.14],
-    )
+        tmp_path / "IMG000010.dcm", WINDOWED_INPUT, photometric=photometric,
+        WindowCenter="2000.5", WindowWidth="2001", **{spacing_element: list(spacing)},
+    )  # fmt: skip
     image = read_image(path)
-    assert (image.format, image.bit_depth, image.original_mode) == ("DICOM", 12, "MONOCHROME2")
-    assert image.pixel_spacing_mm == (0.139, 0.14)
-    np.testing.assert_array_equal(image.pixels, WINDOWED_OUTPUT)
-
-
-def test_dicom_monochrome1_is_inverted(tmp_path):
-    path = write_dicom(
-        tmp_path / "a.dcm",
-        WINDOWED_INPUT,
-        photometric="MONOCHROME1",
-        WindowCenter="2000.5",
-        WindowWidth="2001",
-        ImagerPixelSpacing=[0.2, 0.25],
-    )
-    image = read_image(path)
-    assert image.original_mode == "MONOCHROME1"
-    assert image.pixel_spacing_mm == (0.2, 0.25)
-    np.testing.assert_array_equal(image.pixels, 255 - WINDOWED_OUTPUT)
+    assert (image.format, image.bit_depth, image.original_mode) == ("DICOM", 12, photometric)
+    assert image.pixel_spacing_mm == spacing
+    np.testing.assert_array_equal(image.pixels, expected)
 
 
 def test_dicom_without_window_is_mapped_by_its_stored_bit_range(tmp_path):

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from dicom_support import write_dicom
 from scipy import ndimage
 from test_infer import tiny_runs
 
@@ -49,31 +50,6 @@ def small_xrays(runs, count: int) -> list[np.ndarray]:
     return images
 
 
-def write_dicom(path, pixels: np.ndarray, spacing: tuple[float, float]) -> None:
-    """An 8-bit MONOCHROME2 digital X-ray DICOM file with a pixel spacing."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
-    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    dataset.Modality = "DX"
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel = 1
-    dataset.PhotometricInterpretation = "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 8
-    dataset.HighBit = 7
-    dataset.PixelRepresentation = 0
-    dataset.PixelSpacing = list(spacing)
-    dataset.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-
-
 @pytest.fixture
 def folder(tmp_path, runs):
     """Good JPEG and PNG files, one bad file of each kind, a note and a subfolder."""
@@ -84,7 +60,7 @@ def folder(tmp_path, runs):
     cv2.imwrite(str(folder / "b_good.PNG"), second)
     pixels = second.copy()
     pixels[0, 0], pixels[-1, -1] = 0, 255  # the full range: min/max scaling leaves it unchanged
-    write_dicom(folder / "b_scan.dcm", pixels, (0.2, 0.15))
+    write_dicom(folder / "b_scan.dcm", pixels, bits=8, PixelSpacing=[0.2, 0.15])
     jpeg = cv2.imencode(".jpg", third)[1].tobytes()
     (folder / "c_corrupt.jpeg").write_bytes(jpeg[:20] + bytes(200))
     (folder / "d_empty.jpg").write_bytes(b"")
@@ -398,7 +374,7 @@ def test_studies_get_one_verdict_from_all_their_views(models, runs, tmp_path):
     first, second, third = small_xrays(runs, 3)
     for name, image in (("knee_ap.png", first), ("knee_lat.png", second), ("knee_obl.png", third)):
         cv2.imwrite(str(folder / name), image)
-    write_dicom(folder / "zz_scan.dcm", first, (0.2, 0.2))
+    write_dicom(folder / "zz_scan.dcm", first, bits=8, PixelSpacing=[0.2, 0.2])
     summary = predict_paths([folder], tmp_path / "out", Predictor(segmenter, classifier))
     assert list(summary["study"]) == ["knee", "knee", "knee", "zz"]
     studies = pd.read_csv(tmp_path / "out" / "studies.csv", keep_default_na=False)

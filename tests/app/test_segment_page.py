@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dicom_support import write_dicom
 from model_fixtures import models_env, trained_models  # noqa: F401  (pytest fixtures)
 from PIL import Image
+from pydicom.uid import generate_uid
 from streamlit.testing.v1 import AppTest
 
 from btseg import metrics, outputs, viz
@@ -376,27 +378,12 @@ def png_claiming(width: int, height: int) -> bytes:
 
 def dicom_bytes(pixels: np.ndarray, spacing: tuple[float, float]) -> bytes:
     """A 12-bit MONOCHROME2 DICOM of `pixels` (x 16) with a PixelSpacing."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = Dataset()
-    dataset.file_meta = meta
-    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
-    dataset.Modality = "DX"
-    dataset.PatientID, dataset.PatientName = "TEST-1", "TEST^ONE"
-    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
-    dataset.Rows, dataset.Columns = pixels.shape
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 12, 11
-    dataset.PixelRepresentation = 0
-    dataset.PixelSpacing = list(spacing)
-    dataset.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
     buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
+    write_dicom(
+        buffer, pixels.astype(np.uint16) * 16, PixelSpacing=list(spacing),
+        PatientID="TEST-1", PatientName="TEST^ONE",
+        StudyInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid(),
+    )  # fmt: skip
     return buffer.getvalue()
 
 
