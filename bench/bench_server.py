@@ -23,28 +23,24 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
+sys.path.append(str(PROJECT_ROOT / "tests"))  # browser_support: the tests' server start
+
+from browser_support import (  # noqa: E402
+    CHROMIUM_ARGS,
+    ServerError,
+    StreamlitServer,
+    project_env,
+)
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_SECONDS = 300
 HELLO_APP = 'import streamlit as st\n\nst.write("hello")\n'
 
@@ -61,66 +57,21 @@ PAGE_STATE = """() => {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """`streamlit run <script>` started in `cwd`; `started` is the clock's zero."""
-
-    def __init__(self, script: str, cwd: Path, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        command = [
-            sys.executable, "-m", "streamlit", "run", script,
-            "--server.headless", "true",
-            "--server.port", str(self.port),
-            "--server.address", "127.0.0.1",
-            "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
-        ]  # fmt: skip
-        with open(log, "w") as stream:
-            self.started = time.perf_counter()
-            self.process = subprocess.Popen(
-                command, cwd=cwd, env=env, stdout=stream, stderr=subprocess.STDOUT
-            )
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
-
-    def wait_healthy(self) -> float:
-        """Seconds from process start to the first 200 of /_stcore/health."""
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"streamlit exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self.elapsed()
-            except OSError:
-                pass
-            if self.elapsed() > TIMEOUT_SECONDS:
-                raise SystemExit(f"streamlit not healthy in {TIMEOUT_SECONDS} s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+def wait_healthy(server: StreamlitServer) -> float:
+    """Seconds from the process start (the clock's zero, `server.started`) to the first 200 of
+    /_stcore/health."""
+    try:
+        return server.wait_healthy(TIMEOUT_SECONDS, poll=0.02)
+    except ServerError as error:
+        raise SystemExit(str(error)) from None
 
 
 def measure_hello(browser, folder: Path, env: dict[str, str]) -> dict[str, float]:
     """Cold start of the one-line app: healthy, and "hello" on screen."""
-    server = Server("hello_app.py", folder, env, folder / "hello.log")
+    server = StreamlitServer(folder / "hello.log", env, script="hello_app.py", cwd=folder)
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     try:
-        healthy = server.wait_healthy()
+        healthy = wait_healthy(server)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_SECONDS * 1000)
         page.goto(server.url)
@@ -133,10 +84,10 @@ def measure_hello(browser, folder: Path, env: dict[str, str]) -> dict[str, float
 
 def measure_dataset(browser, env: dict[str, str], log: Path, settle: float) -> dict[str, float]:
     """Cold start of the dashboard: healthy, first chart drawn and all charts drawn on /Dataset."""
-    server = Server("app.py", PROJECT_ROOT, env, log)
+    server = StreamlitServer(log, env)  # app.py in PROJECT_ROOT
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     try:
-        healthy = server.wait_healthy()
+        healthy = wait_healthy(server)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_SECONDS * 1000)
         page.goto(f"{server.url}/Dataset")
@@ -219,14 +170,7 @@ def main() -> int:
         cache = args.cache or (scratch / "cache" if generated else config.cache_dir())
         # `make run` has made the split by the time the server starts (training needs it).
         split_for(dataset.table, cache_dir=cache, seed=0)
-        env = {
-            **os.environ,
-            "BTSEG_DATA_DIR": str(data_dir),
-            "BTSEG_CACHE_DIR": str(cache),
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-            ),
-        }
+        env = project_env(BTSEG_DATA_DIR=str(data_dir), BTSEG_CACHE_DIR=str(cache))
         hello = scratch / "hello"
         (hello / ".streamlit").mkdir(parents=True)
         (hello / "hello_app.py").write_text(HELLO_APP)

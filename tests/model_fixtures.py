@@ -85,6 +85,14 @@ def reused_models() -> TrainedModels | None:
     return models
 
 
+def point_env_at(folders: TrainedModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set BTSEG_DATA_DIR, BTSEG_MODELS_DIR and BTSEG_CACHE_DIR to the folders of `folders` (a
+    TrainedModels, or anything else with data_dir, models_dir and cache_dir)."""
+    monkeypatch.setenv("BTSEG_DATA_DIR", str(folders.data_dir))
+    monkeypatch.setenv("BTSEG_MODELS_DIR", str(folders.models_dir))
+    monkeypatch.setenv("BTSEG_CACHE_DIR", str(folders.cache_dir))
+
+
 @pytest.fixture(scope="session")
 def trained_models(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     """The three tiny models, trained and evaluated once per session (a few minutes on two
@@ -103,9 +111,7 @@ def trained_models(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def models_env(trained_models: TrainedModels, monkeypatch: pytest.MonkeyPatch) -> TrainedModels:
     """Point BTSEG_DATA_DIR, BTSEG_MODELS_DIR and BTSEG_CACHE_DIR at the trained models."""
-    monkeypatch.setenv("BTSEG_DATA_DIR", str(trained_models.data_dir))
-    monkeypatch.setenv("BTSEG_MODELS_DIR", str(trained_models.models_dir))
-    monkeypatch.setenv("BTSEG_CACHE_DIR", str(trained_models.cache_dir))
+    point_env_at(trained_models, monkeypatch)
     return trained_models
 
 

@@ -16,16 +16,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_support import dashboard_env, project_env, running_dashboard
+from model_fixtures import point_env_at
 
 from btseg import config
 from btseg.prepare import MODEL_ORDER, PrepareReport, _stale_models, prepare
@@ -37,7 +37,6 @@ TINY_IMAGES = 36
 RUN_FOLDERS = tuple(RUN_NAMES[model] for model in MODEL_ORDER)
 PAGES = ("app.py", *sorted(f"pages/{path.name}" for path in (PROJECT_ROOT / "pages").glob("*.py")))
 KILL_DEADLINE_SECONDS = 600
-SERVER_START_SECONDS = 120
 
 # `btseg prepare --profile tiny` as `make prepare` runs it, except that the default dataset folder
 # and its size point at the test's folder (the generate-when-absent path needs the default).
@@ -82,21 +81,13 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def subprocess_env(root: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "BTSEG_DATA_DIR"}
-    env.update(
+    return project_env(
+        {key: value for key, value in os.environ.items() if key != "BTSEG_DATA_DIR"},
         BTSEG_MODELS_DIR=str(root / "models"),
         BTSEG_CACHE_DIR=str(root / "cache"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
         TF_CPP_MIN_LOG_LEVEL="2",
     )
-    return env
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,54 +288,18 @@ def test_prepare_again_does_nothing_and_never_imports_tensorflow(prepared: Prepa
 
 @pytest.fixture
 def served(prepared: Prepared, monkeypatch: pytest.MonkeyPatch) -> Prepared:
-    monkeypatch.setenv("BTSEG_DATA_DIR", str(prepared.data_dir))
-    monkeypatch.setenv("BTSEG_MODELS_DIR", str(prepared.models_dir))
-    monkeypatch.setenv("BTSEG_CACHE_DIR", str(prepared.cache_dir))
+    point_env_at(prepared, monkeypatch)
     return prepared
 
 
 @pytest.mark.slow
 def test_the_server_starts_on_the_prepared_folders(served: Prepared):
-    port = free_port()
-    env = {
-        **subprocess_env(served.root),
-        "BTSEG_DATA_DIR": str(served.data_dir),
-    }
+    env = dashboard_env(
+        served.data_dir, served.cache_dir, served.models_dir, TF_CPP_MIN_LOG_LEVEL="2"
+    )
     log_path = served.root / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        status = None
-        while status != 200:
-            assert process.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
-                ) as response:
-                    status = response.status
-                    body = response.read().decode()
-            except OSError:
-                time.sleep(0.3)
-        assert body == "ok"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_dashboard(env, log_path, poll=0.3) as server:
+        assert server.health == "ok"
     assert "Traceback" not in log_path.read_text()
 
 

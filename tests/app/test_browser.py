@@ -6,39 +6,22 @@ BTSEG_REQUIRE_BROWSER=1 (as in .ci/run), where a missing browser is a failure.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_support import chromium_path
+from browser_support import (
+    CHROMIUM_ARGS,
+    PROJECT_ROOT,
+    chromium_path,
+    dashboard_env,
+    running_dashboard,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SERVER_START_SECONDS = 120
 PAGE_LOAD_MS = 120_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -46,56 +29,9 @@ def server(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """`streamlit run app.py` on the tiny dataset; yields the base URL."""
     chromium_path()
     work = tmp_path_factory.mktemp("server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "BTSEG_DATA_DIR": str(tiny_dataset),
-        "BTSEG_CACHE_DIR": str(work / "cache"),
-        "BTSEG_MODELS_DIR": str(work / "models"),
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    log_path = work / "streamlit.log"
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"streamlit exited with {process.returncode}:\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"streamlit did not answer in {SERVER_START_SECONDS} s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = dashboard_env(tiny_dataset, work / "cache", work / "models")
+    with running_dashboard(env, work / "streamlit.log") as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")

@@ -2,33 +2,25 @@
 models: upload a JPEG X-ray, move the threshold with the keyboard, draw a box on the canvas, and
 download the mask. Screenshots go to test-artifacts/screenshots/segment_*.png.
 
-The browser, page and helpers come from test_browser.py; only the server differs (it points at
-the trained models of model_fixtures.py).
+The browser, page and helpers come from test_browser.py and the server start from
+browser_support.py; only the server's folders differ (the trained models of model_fixtures.py).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from browser_support import chromium_path, dashboard_env, running_dashboard
 from model_fixtures import trained_models  # noqa: F401  (a pytest fixture)
 from test_browser import (  # noqa: F401  (browser and page are pytest fixtures)
     PAGE_LOAD_MS,
-    PROJECT_ROOT,
-    SERVER_START_SECONDS,
     assert_no_exception,
     browser,
-    chromium_path,
-    free_port,
     page,
     screenshot,
     wait_until_idle,
@@ -46,52 +38,10 @@ def server(request, tmp_path_factory) -> Iterator[str]:
     """`streamlit run app.py` on the tiny dataset and the tiny trained models."""
     chromium_path()
     models = request.getfixturevalue("trained_models")
-    log_path = tmp_path_factory.mktemp("segment_server") / "streamlit.log"
-    port = free_port()
-    env = {
-        **os.environ,
-        "BTSEG_DATA_DIR": str(models.data_dir),
-        "BTSEG_CACHE_DIR": str(models.cache_dir),
-        "BTSEG_MODELS_DIR": str(models.models_dir),
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
-        ),
-    }
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py",
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"streamlit exited:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not answer:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    env = dashboard_env(models.data_dir, models.cache_dir, models.models_dir)
+    log = tmp_path_factory.mktemp("segment_server") / "streamlit.log"
+    with running_dashboard(env, log) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")
