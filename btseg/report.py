@@ -364,10 +364,10 @@ def _panels(case: ReportCase) -> list[_Panel]:
         )
     )
     colours = [color for _, color in viz.heatmap_legend()]
-    maps = [  # the uncertainty in the same Turbo blend, on a linear scale (as Grad-CAM is drawn)
+    maps = [  # both in the same Turbo blend on a linear scale (as Grad-CAM is drawn)
         ("Lesion probability", "Heatmap: lesion probability over the X-ray", "probability",
-         viz.probability_heatmap(display, case.probability_map), "log scale from 0.0001 to 1",
-         ["≤0.0001", "0.01", "1"]),
+         viz.probability_heatmap(display, case.probability_map), "linear scale from 0 to 1",
+         ["0", "0.5", "1"]),
     ]
     if case.uncertainty_map is not None:
         maps.append(("Uncertainty", "Uncertainty map over the X-ray", "uncertainty",

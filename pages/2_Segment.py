@@ -191,16 +191,27 @@ def draw_image_view(
     if view == "Overlay":
         show(st, overlay(alpha=opacity))
     elif view == "Probability heatmap":
-        show(st, viz.probability_heatmap(display, probability, alpha=max(opacity, 0.15)))
-        stops = viz.heatmap_legend(stops=9)
+        log = st.toggle(
+            "Log scale", value=False, key="segment_heatmap_log",
+            help="Spread the small probabilities (0.0001 to 0.1) over the colours, as the "
+            "threshold slider does: it shows where the model is faintly suspicious, and colours "
+            "most of the image.",
+        )  # fmt: skip
+        show(st, viz.probability_heatmap(display, probability, alpha=max(opacity, 0.15), log=log))
+        stops = viz.heatmap_legend(stops=9, log=log)
         gradient = ", ".join(color for _, color in stops)
+        low = "10<sup>−4</sup>" if log else "0"
         st.markdown(
             "<div style='display:flex;align-items:center;gap:0.5em;font-size:0.85em'>"
-            "<span>10<sup>−4</sup></span><div style='flex:1;height:0.8em;border-radius:3px;"
+            f"<span>{low}</span><div style='flex:1;height:0.8em;border-radius:3px;"
             f"background:linear-gradient(to right, {gradient})'></div><span>1</span></div>",
             unsafe_allow_html=True,
         )
-        st.caption("Probability on a log scale, like the threshold slider.")
+        st.caption(
+            "Lesion probability on a log scale, like the threshold slider."
+            if log
+            else "Lesion probability from 0 to 1: the more likely, the more opaque the colour."
+        )
     elif view == "Uncertainty":
         with st.spinner("Comparing the mirrored predictions…"):
             spread = uncertainty()
@@ -562,11 +573,13 @@ def main() -> None:
         st.caption(f":material/info: {note}")
     image_column, side_column = st.columns([3, 2], gap="large")
     with image_column:
-        view_column, boxes_column = st.columns([6, 1], vertical_alignment="bottom")
-        view = view_column.segmented_control(
+        view = st.segmented_control(
             "View", VIEWS, default=VIEWS[0], key="segment_view", required=True
         )
-        show_boxes = boxes_column.toggle("Boxes", value=True, key="segment_boxes")
+        show_boxes = st.toggle(
+            "Lesion boxes", value=True, key="segment_boxes",
+            help="Draw each lesion's box and number over the Overlay and Contour views.",
+        )  # fmt: skip
         display_probability = ui.display_map(source, status, probability, display.shape[:2])
         draw_image_view(
             view, display, scale, display_probability, mask, lesions, opacity, show_boxes,

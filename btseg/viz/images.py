@@ -298,24 +298,36 @@ def log_probability_scale(probability: np.ndarray, floor: float = HEATMAP_FLOOR)
 
 
 def probability_heatmap(
-    image: np.ndarray, probability: np.ndarray, alpha: float = 0.7, floor: float = HEATMAP_FLOOR
+    image: np.ndarray,
+    probability: np.ndarray,
+    alpha: float = 0.7,
+    floor: float = HEATMAP_FLOOR,
+    *,
+    log: bool = False,
 ) -> np.ndarray:
-    """The probability map in Turbo colours over the image, on a log scale from `floor` to 1
-    (matching the log threshold slider). The map is brought to the image's size first (area
+    """The probability map in Turbo colours over the image, each pixel as opaque as its colour
+    is high: on a linear scale from 0 to 1 (the default: a probability of 0.1 stays faint), or
+    with `log` on a log scale from `floor` to 1 (as the threshold slider; it shows the small
+    probabilities of the background too). The map is brought to the image's size first (area
     average), so a display copy is quick to draw. Returns (h, w, 3) uint8 RGB."""
     fitted = resize_map(probability, image.shape[:2])
-    return _colormap_blend(image, log_probability_scale(fitted, floor), alpha)
+    values = log_probability_scale(fitted, floor) if log else np.clip(fitted, 0.0, 1.0)
+    return _colormap_blend(image, values, alpha)
 
 
-def heatmap_legend(floor: float = HEATMAP_FLOOR, stops: int = 9) -> list[tuple[float, str]]:
-    """(probability, '#RRGGBB') pairs along probability_heatmap's colour scale, low to high."""
+def heatmap_legend(
+    floor: float = HEATMAP_FLOOR, stops: int = 9, *, log: bool = False
+) -> list[tuple[float, str]]:
+    """(probability, '#RRGGBB') pairs along probability_heatmap's colour scale (linear, or with
+    `log` logarithmic from `floor`), low to high."""
     positions = np.linspace(0.0, 1.0, stops)
     levels = np.rint(positions * 255).astype(np.uint8).reshape(-1, 1)
     colors = cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
     low = np.log10(floor)
+    values = 10 ** (low * (1.0 - positions)) if log else positions
     return [
-        (float(10 ** (low * (1.0 - position))), "#{:02X}{:02X}{:02X}".format(*color[0]))
-        for position, color in zip(positions, colors, strict=True)
+        (float(value), "#{:02X}{:02X}{:02X}".format(*color[0]))
+        for value, color in zip(values, colors, strict=True)
     ]
 
 

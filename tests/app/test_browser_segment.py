@@ -143,10 +143,15 @@ def test_upload_threshold_canvas_and_download(server, page, xray, tmp_path):  # 
 def test_the_heatmap_view(server, page):  # noqa: F811
     open_segment_page(page, server)
     page.get_by_role("radio", name="Probability heatmap").click()
-    page.wait_for_selector("text=Probability on a log scale")
+    page.wait_for_selector("text=Lesion probability from 0 to 1")
     wait_until_idle(page)
     assert_no_exception(page)
     screenshot(page, "segment_heatmap")
+    page.get_by_text("Log scale", exact=True).click()
+    page.wait_for_selector("text=Lesion probability on a log scale")
+    wait_until_idle(page)
+    assert_no_exception(page)
+    screenshot(page, "segment_heatmap_log")
 
 
 def test_the_reading_room_groups_studies_and_opens_a_row(server, page, request, tmp_path):  # noqa: F811

@@ -174,10 +174,18 @@ def test_segmentation_figures():
 
     scale = viz.log_probability_scale(np.array([[0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1.0]]))
     np.testing.assert_allclose(scale, [[0, 0, 0, 0.25, 0.5, 1.0]], atol=1e-6)
-    heat = viz.probability_heatmap(image, np.zeros((80, 120), np.float32))
-    np.testing.assert_array_equal(heat, viz.to_rgb(image))  # nothing likely: the X-ray alone
-    legend = viz.heatmap_legend(stops=5)
+    for log in (False, True):
+        heat = viz.probability_heatmap(image, np.zeros((80, 120), np.float32), log=log)
+        np.testing.assert_array_equal(heat, viz.to_rgb(image))  # nothing likely: the X-ray alone
+    # Linear by default: a background probability of 0.1 stays faint, a lesion shows.
+    faint = viz.probability_heatmap(image, np.full((80, 120), 0.1, np.float32))
+    strong = viz.probability_heatmap(image, np.full((80, 120), 0.1, np.float32), log=True)
+    change = lambda heat: np.abs(heat.astype(int) - viz.to_rgb(image).astype(int)).mean()  # noqa: E731
+    assert change(faint) < 0.3 * change(strong)
+    legend = viz.heatmap_legend(stops=5, log=True)
     assert [value for value, _ in legend] == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    legend = viz.heatmap_legend(stops=5)
+    assert [value for value, _ in legend] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
     assert viz.gradcam_overlay(image, np.ones((40, 60), np.float32)).shape == (40, 60, 3)
 
     figure = viz.class_probability_figure({"malignant": 0.7, "normal": 0.1, "benign": 0.2})
@@ -331,8 +339,13 @@ def test_views_and_grad_cam(reference):
         assert_clean(app)
         assert len(app.get("image")) == images + extra, view
         captions = " ".join(caption.value for caption in app.caption)
-        assert ("log scale" in captions) == (view == "Probability heatmap")  # heatmap legend
+        assert ("from 0 to 1" in captions) == (view == "Probability heatmap")  # heatmap legend
         assert ("mirrored copies" in captions) == (view == "Uncertainty")
+        if view == "Probability heatmap":
+            app.toggle(key="segment_heatmap_log").set_value(True).run()
+            assert_clean(app)
+            assert len(app.get("image")) == images
+            assert "on a log scale" in " ".join(caption.value for caption in app.caption)
     app.segmented_control(key="segment_view").set_value("Overlay")
     app.toggle(key="segment_gradcam").set_value(True).run()
     assert_clean(app)
