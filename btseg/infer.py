@@ -146,7 +146,6 @@ class Segmenter(_Model):
         self.operating_point: OperatingPoint = run.operating_point or OperatingPoint(0.5)
         self.threshold: float = self.operating_point.threshold
         self.inference_size: int = int(run.inference_size)
-        self.patch_trained: bool = bool(self.config.get("working_size"))
         window = self.config.get("inference_window")
         self.inference_window: int | None = int(window) if window else None
         self.tta_mirror: bool = bool(self.config.get("tta_mirror", False))

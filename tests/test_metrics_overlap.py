@@ -114,3 +114,13 @@ def test_lesion_size_bucket_edges():
         metrics.lesion_size_bucket(1.5)
     with pytest.raises(ValueError, match="area_fraction"):
         metrics.lesion_size_bucket(float("nan"))
+
+
+def test_empty_prediction_scores_are_the_metric_traps():
+    scores = metrics.empty_prediction_scores(tumour_pixels=2, background_pixels=98)
+    assert scores["tumour_share"] == pytest.approx(0.02)
+    assert scores["pixel_accuracy"] == pytest.approx(0.98)
+    assert scores["keras_mean_iou"] == pytest.approx(0.49)  # (98/100 + 0) / 2
+    assert scores["foreground_iou"] == 0.0 and scores["dice"] == 0.0
+    assert metrics.empty_prediction_scores(0, 10)["keras_mean_iou"] == 1.0
+    assert math.isnan(metrics.empty_prediction_scores(0, 0)["pixel_accuracy"])

@@ -440,14 +440,14 @@ def test_the_uncertainty_map_is_the_spread_of_the_mirrored_predictions(models, r
     assert spread.shape == xray.shape and 0.0 <= spread.min() <= spread.max() <= 1.0
     expected = np.clip(postprocess(2.0 * views.std(axis=0), xray.shape), 0, 1)
     np.testing.assert_allclose(spread, expected, atol=1e-6)
-    if segmenter.patch_trained:  # the average of the views is mirrored test-time augmentation
-        from btseg.data.images import preprocess
-        from btseg.patches import predict_whole
+    # The average of the views is mirrored test-time augmentation, for every segmenter.
+    from btseg.data.images import preprocess
+    from btseg.patches import predict_whole
 
-        inputs = preprocess(xray, segmenter.inference_size)[None]
-        mirrored = predict_whole(segmenter._call, inputs, window=segmenter.inference_window,
-                                 mirror=True)[0]  # fmt: skip
-        np.testing.assert_allclose(views.mean(axis=0), mirrored, atol=1e-5)
+    inputs = preprocess(xray, segmenter.inference_size)[None]
+    mirrored = predict_whole(segmenter._call, inputs, window=segmenter.inference_window,
+                             mirror=True)[0]  # fmt: skip
+    np.testing.assert_allclose(views.mean(axis=0), mirrored, atol=1e-5)
     cv2.imwrite(str(tmp_path / "scan.png"), xray)
     summary = predict_paths([tmp_path / "scan.png"], tmp_path / "out", Predictor(segmenter),
                             uncertainty=True)  # fmt: skip

@@ -224,13 +224,3 @@ def test_class_roc_figure_orders_classes_and_reports_macro_auc():
     assert figure.data[0].line.color == "#4C9A6A"
     assert figure.data[1].line.color == "#C0392B"
     assert figure.layout.title.subtitle.text == "Macro AUC 0.750 (95% CI 0.600–0.900)"
-
-
-def test_empty_prediction_scores_are_the_metric_traps():
-    scores = viz.empty_prediction_scores(tumour_pixels=2, background_pixels=98)
-    assert scores["tumour_share"] == pytest.approx(0.02)
-    assert scores["pixel_accuracy"] == pytest.approx(0.98)
-    assert scores["keras_mean_iou"] == pytest.approx(0.49)  # (98/100 + 0) / 2
-    assert scores["foreground_iou"] == 0.0 and scores["dice"] == 0.0
-    assert viz.empty_prediction_scores(0, 10)["keras_mean_iou"] == 1.0
-    assert math.isnan(viz.empty_prediction_scores(0, 0)["pixel_accuracy"])

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from btseg import metrics
 from btseg.evaluation.files import BOOTSTRAP_RESAMPLES, model_fingerprint
 from btseg.evaluation.report import metric_table
 from btseg.evaluation.runner import evaluation_inputs, out_of_date_reasons
@@ -194,14 +195,12 @@ def gallery_ids(paired: pd.DataFrame, mode: str, count: int, seed: int = 0,
 def pixel_accuracy_explanation(evaluations: dict) -> dict:
     """Numbers and Markdown on why pixel accuracy (and Keras' MeanIoU) mislead on this split.
 
-    Returns {"empty": btseg.viz.empty_prediction_scores of the test pixels, "models": {run:
+    Returns {"empty": btseg.metrics.empty_prediction_scores of the test pixels, "models": {run:
     {"accuracy", "dice", "threshold", "predicted_pixels"}}, "text": Markdown}.
     """
-    from btseg.viz import empty_prediction_scores  # plotly and OpenCV load only for this
-
     first = next(iter(evaluations.values()))
     positives, negatives = (int(np.sum(part)) for part in first.histogram)
-    empty = empty_prediction_scores(positives, negatives)
+    empty = metrics.empty_prediction_scores(positives, negatives)
     models = {}
     for name, item in evaluations.items():
         threshold = item.validation_threshold

@@ -69,6 +69,7 @@ from btseg.metrics.overlap import (
     confusion_counts_per_image,
     dice,
     dice_from_counts,
+    empty_prediction_scores,
     f1,
     f1_from_counts,
     iou,
@@ -87,7 +88,8 @@ from btseg.metrics.sweep import STUDY_THRESHOLDS, default_thresholds, threshold_
 __all__ = [
     # overlap
     "LESION_SIZE_BUCKETS", "ConfusionCounts", "accuracy", "accuracy_from_counts", "binarize",
-    "confusion_counts", "confusion_counts_per_image", "dice", "dice_from_counts", "f1",
+    "confusion_counts", "confusion_counts_per_image", "dice", "dice_from_counts",
+    "empty_prediction_scores", "f1",
     "f1_from_counts", "iou", "iou_from_counts", "lesion_size_bucket", "metrics_from_counts",
     "precision", "precision_from_counts", "sensitivity", "sensitivity_from_counts",
     "specificity", "specificity_from_counts",

@@ -251,6 +251,43 @@ accuracy = _on_masks(
 )
 
 
+def empty_prediction_scores(tumour_pixels: int, background_pixels: int) -> dict[str, float]:
+    """What a model that predicts no tumour anywhere scores on a set of pixels.
+
+    The Compare page's warning about pixel accuracy and Keras' MeanIoU. Dice, foreground IoU and
+    pixel accuracy are this module's on the counts of an empty prediction (TP = FP = 0,
+    FN = tumour, TN = background).
+
+    Returns:
+        {"tumour_share": tumour / all pixels, "pixel_accuracy": background / all (every
+        background pixel is right), "keras_mean_iou": mean of background IoU
+        (background / all) and tumour IoU (0): the Keras MeanIoU of an empty prediction,
+        "foreground_iou": 0, "dice": 0}. NaN where there are no pixels; with no tumour pixel the
+        tumour IoU is 0/0 and Keras' mean falls back to the background IoU alone (1.0).
+    """
+    tumour, background = int(tumour_pixels), int(background_pixels)
+    total = tumour + background
+    if total == 0:
+        nan = float("nan")
+        return {"tumour_share": nan, "pixel_accuracy": nan, "keras_mean_iou": nan,
+                "foreground_iou": nan, "dice": nan}
+    empty = ConfusionCounts(tp=0, fp=0, fn=tumour, tn=background)
+    # Background taken as the positive class: its IoU is TN / (TN + FN + FP).
+    background_iou = iou_from_counts(
+        ConfusionCounts(tp=empty.tn, fp=empty.fn, fn=empty.fp, tn=empty.tp)
+    )
+    foreground_iou = iou_from_counts(empty)  # 0, or NaN (0/0) without tumour pixels
+    # Keras' MeanIoU averages the classes present in truth or prediction.
+    keras_mean_iou = background_iou / 2 if tumour else background_iou
+    return {
+        "tumour_share": tumour / total,
+        "pixel_accuracy": accuracy_from_counts(empty),
+        "keras_mean_iou": keras_mean_iou,
+        "foreground_iou": foreground_iou,
+        "dice": dice_from_counts(empty),
+    }
+
+
 def lesion_size_bucket(area_fraction: float) -> str:
     """Bucket a lesion by its share of the image area: "<1%", "1-5%" or ">=5%".
 

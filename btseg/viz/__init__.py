@@ -40,7 +40,6 @@ from btseg.viz.evaluation import (
     class_roc_figure,
     confusion_matrix_figure,
     dice_scatter_figure,
-    empty_prediction_scores,
     history_figure,
     normal_fp_figure,
     pr_figure,
@@ -97,6 +96,6 @@ __all__ = [
     # evaluation
     "CHOSEN_COLOR", "OPTIMISTIC_COLOR", "SIZE_BUCKET_COLORS", "THRESHOLD_METRICS",
     "VALIDATION_COLOR", "class_roc_figure", "confusion_matrix_figure", "dice_scatter_figure",
-    "empty_prediction_scores", "history_figure", "normal_fp_figure", "pr_figure",
+    "history_figure", "normal_fp_figure", "pr_figure",
     "reliability_figure", "roc_figure", "size_bucket_figure", "threshold_curves_figure",
 ]
