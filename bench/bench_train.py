@@ -49,9 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from btseg.models.classifier import set_backbone_trainable
-    from btseg.train import _device, _loss_and_metrics, build_model, make_config
+    from btseg.train import build_model, make_config
+    from btseg.train.fit import device, loss_and_metrics
 
-    device = _device()
+    hardware = device()
     rng = np.random.default_rng(0)
     rows = []
     for name in args.models.split(","):
@@ -66,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             targets = rng.integers(0, 3, size=batch).astype(np.int32)
         phases = ["train"] if config.is_segmenter else [config.phase1_backbone, "last_block"]
         for phase in phases:
-            with device.strategy.scope():
+            with hardware.strategy.scope():
                 model = build_model(config)
                 if not config.is_segmenter:
                     set_backbone_trainable(model, phase)
-                loss, metrics = _loss_and_metrics(config, [1.0, 1.0, 1.0])
+                loss, metrics = loss_and_metrics(config, [1.0, 1.0, 1.0])
                 model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
                               metrics=metrics)
             seconds, cpu_seconds = _time_steps(model, images, targets, args.warmup, args.steps)
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             keras.backend.clear_session()
 
     print(f"Training throughput on {platform.node()} ({os.cpu_count()} CPUs, "
-          f"TensorFlow {tf.__version__}, {device.description}"
-          f"{', mixed precision' if device.mixed_precision else ''}), profile {args.profile}")
+          f"TensorFlow {tf.__version__}, {hardware.description}"
+          f"{', mixed precision' if hardware.mixed_precision else ''}), profile {args.profile}")
     print(f"load average {os.getloadavg()[0]:.1f}: with other processes running, wall times "
           "grow; CPU ms/image do not")
     print(f"{'model':<26} {'size':>5} {'batch':>5} {'params':>10} {'s/step':>8} {'images/s':>9} "
