@@ -11,11 +11,25 @@ import json
 import sys
 from pathlib import Path
 
-from btseg import config
+from btseg import config, registry
 from btseg.errors import BtsegError, ConfigError
 
 #: `btseg predict` exit status when some files were not predicted (error, skipped, refused).
 PREDICT_INCOMPLETE = 3
+#: --model / --models choices, from the registry.
+MODEL_KEYS = list(registry.MODELS)
+SEGMENTER_KEYS = [spec.key for spec in registry.SEGMENTERS]
+FIT_GATE_DESCRIPTION = (
+    "Describe the training radiographs' appearance and choose the distance above which btseg "
+    "predict and the Segment page refuse an image as unlike them (verdict inconclusive); writes "
+    "models/input_gate.json. btseg prepare runs it."
+)
+PREDICT_DESCRIPTION = (
+    "Segment and classify X-rays (JPEG, PNG, DICOM; files or folders). Exit status: 0 when every "
+    f"file was predicted, {PREDICT_INCOMPLETE} when any file could not be read, was skipped or "
+    "was refused by the input gate (summary.csv lists each with the reason), 2 for a usage or "
+    "set-up error (no model, bad option)."
+)
 
 def _data_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -230,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="btseg",
         description="Bone tumour segmentation and classification on X-rays (BTXRD format).",
     )
+    from btseg.train.recipes import PROFILES  # no TensorFlow
+
+    profiles = list(PROFILES)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -260,12 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     split.set_defaults(handler=cmd_split)
 
     fit_gate = commands.add_parser(
-        "fit-gate",
-        help="fit the input gate's appearance check on the training radiographs",
-        description="Describe the training radiographs' appearance and choose the distance "
-        "above which btseg predict and the Segment page refuse an image as unlike them "
-        "(verdict inconclusive); writes models/input_gate.json. btseg prepare runs it.",
-    )
+        "fit-gate", help="fit the input gate's appearance check on the training radiographs",
+        description=FIT_GATE_DESCRIPTION,
+    )  # fmt: skip
     _data_argument(fit_gate)
     fit_gate.add_argument("--models-dir", type=Path, default=None)
     fit_gate.add_argument("--seed", type=int, default=0, help="split seed (as in training)")
@@ -279,13 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train models into run folders")
     train.add_argument(
-        "--model", choices=["basic", "attention", "classifier", "all"], default="all"
+        "--model", choices=[*MODEL_KEYS, "all"], default="all"
     )
     _data_argument(train)
     train.add_argument("--models-dir", type=Path, default=None)
     train.add_argument(
         "--profile",
-        choices=["demo", "full", "study", "tiny"],
+        choices=profiles,
         default="demo",
         help="demo: patches at 384 px, minutes on a CPU; full: patches at 1024 px (GPU); "
         "study: the paper's recipes on whole 224 px images; tiny: a smoke test",
@@ -309,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="evaluate trained models on the test split")
     evaluate.add_argument(
-        "--models", nargs="+", choices=["basic", "attention", "classifier"], default=None
+        "--models", nargs="+", choices=MODEL_KEYS, default=None
     )
     _data_argument(evaluate)
     evaluate.add_argument("--models-dir", type=Path, default=None)
@@ -317,16 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     predict = commands.add_parser(
-        "predict",
-        help="segment and classify images or folders",
-        description="Segment and classify X-rays (JPEG, PNG, DICOM; files or folders). Exit "
-        f"status: 0 when every file was predicted, {PREDICT_INCOMPLETE} when any file could "
-        "not be read, was skipped or was refused by the input gate (summary.csv lists each "
-        "with the reason), 2 for a usage or set-up error (no model, bad option).",
+        "predict", help="segment and classify images or folders", description=PREDICT_DESCRIPTION
     )
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     predict.add_argument("--out", type=Path, required=True, help="output folder")
-    predict.add_argument("--model", choices=["attention", "basic"], default="attention")
+    predict.add_argument("--model", choices=SEGMENTER_KEYS, default=SEGMENTER_KEYS[0])
     predict.add_argument("--models-dir", type=Path, default=None)
     predict.add_argument("--threshold", type=float, default=None, help="default: the run's")
     predict.add_argument("--batch-size", type=int, default=8)
@@ -358,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _data_argument(prepare)
     prepare.add_argument("--models-dir", type=Path, default=None)
-    prepare.add_argument("--profile", choices=["demo", "full", "study", "tiny"], default="demo")
+    prepare.add_argument("--profile", choices=profiles, default="demo")
     prepare.add_argument(
         "--train", action="store_true", help="train missing models on real data too"
     )

@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from btseg import config, evaluation, viz
+from btseg import config, evaluation, registry, viz
 from btseg.errors import BtsegError, ImageError
 from btseg.formatting import format_number, format_threshold
 from btseg_app import common, evaluation_ui
@@ -212,7 +212,7 @@ def draw_gallery_card(evaluations: dict, table: pd.DataFrame, paired: pd.DataFra
     panels = evaluation_ui.comparison_panels(evaluations, image_id, image, truth)
     record = paired.set_index("image_id").loc[image_id]
     label = rows.iloc[0]["label"]
-    short = {"basic_unet": "basic", "attention_unet": "attention"}
+    short = {name: registry.BY_RUN[name].key for name in MODELS}
     if bool(record["tumour"]):
         scores = "Dice " + " · ".join(
             f"{short[name]} {format_number(record[f'dice_{name}'], 2)}" for name in MODELS)

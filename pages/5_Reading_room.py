@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from btseg import config
+from btseg import config, registry
 from btseg.errors import BtsegError
 from btseg.predict import Predictor
 from btseg.studies import STUDY_RULE, group_by_study, name_prefix, study_verdict
@@ -61,7 +61,7 @@ def main() -> None:
         "Several X-rays at once: each is read as on the Segment page (input gate, attention "
         "U-Net at its operating point, classifier), and the views of one study get one verdict."
     )
-    status = ui.run_status(models_dir, "attention_unet")
+    status = ui.run_status(models_dir, registry.SEGMENTERS[0].run)
     classifier_status = ui.run_status(models_dir, ui.CLASSIFIER_RUN)
     if not status.complete:
         st.warning("The attention U-Net is not trained yet. Train it with:")

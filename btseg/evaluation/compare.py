@@ -18,7 +18,7 @@ from btseg.evaluation.report import metric_table
 from btseg.evaluation.runner import evaluation_inputs, out_of_date_reasons
 from btseg.evaluation.segmentation import SegmentationEvaluation
 from btseg.formatting import format_number, format_threshold
-from btseg.registry import title_of
+from btseg.registry import MODELS, title_of
 from btseg.runs import read_run_info
 
 if TYPE_CHECKING:
@@ -168,7 +168,8 @@ def split_mismatch(evaluations: dict) -> str | None:
 
 
 def gallery_ids(paired: pd.DataFrame, mode: str, count: int, seed: int = 0,
-                model: str = "attention_unet", baseline: str = "basic_unet") -> list[str]:
+                model: str = MODELS["attention"].run,
+                baseline: str = MODELS["basic"].run) -> list[str]:
     """Image ids for the gallery.
 
     Modes: "Best" / "Worst" — tumour images by `model`'s Dice (ties by image id);

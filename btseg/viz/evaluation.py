@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from btseg import metrics
 from btseg.config import CLASS_NAMES
+from btseg.registry import MODELS
 from btseg.viz.style import (
     CLASS_COLORS,
     NEUTRAL,
@@ -563,8 +564,8 @@ def history_figure(
 
 def dice_scatter_figure(
     table: pd.DataFrame,
-    x_model: str = "basic_unet",
-    y_model: str = "attention_unet",
+    x_model: str = MODELS["basic"].run,
+    y_model: str = MODELS["attention"].run,
     color_by: str = "size_bucket",
     selected: str | None = None,
     title: str = "Per-image Dice",

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
+from btseg.registry import MODELS
 from btseg.viz.style import CLASS_COLORS, MODEL_COLORS, hex_to_rgb
 
 #: Longest side, in pixels, of the images the Segment page draws.
@@ -209,7 +210,7 @@ def prediction_overlay(
     image_gray: np.ndarray,
     probability: np.ndarray,
     threshold: float,
-    color: str | Sequence[int] = MODEL_COLORS["attention_unet"],
+    color: str | Sequence[int] = MODEL_COLORS[MODELS["attention"].run],
     alpha: float = 0.45,
     truth: np.ndarray | None = None,
     truth_color: str | Sequence[int] = "#FFD400",
