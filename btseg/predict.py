@@ -159,6 +159,8 @@ def compose_prediction(
     probabilities, lesion = classified
     gate = GateResult(True) if gate is None else gate
     decoded = isinstance(image, DecodedImage)
+    # Alike in shape to btseg/data/images.py (DecodedImage) on purpose: a dataclass filled by
+    # keyword, field by field.
     return Prediction(
         probability_map=probability_map,
         point=point,

@@ -244,7 +244,7 @@ def _read_pil(data: bytes, label: str, kind: str, notes: list[str]) -> DecodedIm
             notes.append(f"EXIF orientation {orientation} could not be applied; shown as stored")
 
     pixels = _pil_to_gray(image, notes, bit_depth)
-    # Alike in shape to btseg/predict.py:Predictor.finish on purpose: both fill a dataclass by
+    # Alike in shape to btseg/predict.py:compose_prediction on purpose: both fill a dataclass by
     # keyword, field by field.
     return DecodedImage(
         pixels=pixels,
