@@ -11,7 +11,7 @@ import streamlit as st
 
 from btseg import config, registry
 from btseg.errors import BtsegError
-from btseg.formatting import format_number
+from btseg.formatting import format_number, format_threshold
 from btseg_app import common
 
 PAGE_DESCRIPTIONS = {
@@ -98,7 +98,7 @@ def _model_card(run_name: str, info: dict) -> None:
             score = validation.get("mean_dice")
             left, right = st.columns(2)
             left.metric("Validation mean Dice", format_number(score))
-            right.metric("Operating threshold", f"{point.threshold:.3g}")
+            right.metric("Operating threshold", format_threshold(point.threshold))
             flagged = validation.get("normal_flagged")
             st.caption(
                 f"Smallest lesion {100 * point.min_lesion_fraction:.2g}% of the image"

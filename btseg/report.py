@@ -34,6 +34,7 @@ import numpy as np
 from btseg import __version__, viz
 from btseg.config import CLASS_NAMES
 from btseg.decisions import LesionFinding, OperatingPoint, Verdict, min_lesion_area
+from btseg.formatting import format_threshold
 
 if TYPE_CHECKING:
     from btseg.data.images import DecodedImage
@@ -481,7 +482,7 @@ def _operating_point_rows(case: ReportCase) -> list[tuple[str, str]]:
     point = case.operating_point
     if "threshold" not in point:
         return [("threshold", "not recorded")]
-    rows = [("threshold", _e(f"{float(point['threshold']):.4g}") + " (a pixel is lesion when "
+    rows = [("threshold", _e(format_threshold(point['threshold'])) + " (a pixel is lesion when "
              "its probability is at least this)")]
     fraction = point.get("min_lesion_fraction")
     if fraction is not None:

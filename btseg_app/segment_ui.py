@@ -156,10 +156,6 @@ def nearest_threshold(grid: Sequence[float], value: float) -> float:
     return min(grid, key=lambda item: abs(math.log10(item) - target))
 
 
-def format_threshold(value: float) -> str:
-    return f"{value:.3g}"
-
-
 # --------------------------------------------------------------------------------------------
 # Images
 

@@ -19,6 +19,7 @@ from btseg import config, outputs, viz
 from btseg.data.regions import BOX_MARGIN
 from btseg.decisions import OperatingPoint, Verdict, decide, slider_thresholds
 from btseg.errors import BtsegError
+from btseg.formatting import format_threshold
 from btseg.gate import RADIOGRAPH_MODALITIES, UNSPECIFIED_MODALITIES, check_input
 from btseg.predict import compose_prediction
 from btseg_app import common
@@ -67,13 +68,13 @@ def threshold_ui(status: ui.RunStatus) -> tuple[float, float]:
     threshold = st.sidebar.select_slider(
         "Threshold (log scale)",
         options=grid,
-        format_func=ui.format_threshold,
+        format_func=format_threshold,
         key=key,
         help="A pixel is tumour when the model's probability is at least this. "
         "Lower thresholds find more (and more false) tumour.",
     )
     note, button = st.sidebar.columns([3, 2], vertical_alignment="center")
-    note.caption(f"Validation threshold: **{ui.format_threshold(validation)}**")
+    note.caption(f"Validation threshold: **{format_threshold(validation)}**")
     button.button(
         "Reset",
         key="segment_threshold_reset",
@@ -353,7 +354,7 @@ def draw_downloads(source, prediction, runs, segmenter) -> None:
             "image/png",
             "mask",
             f"8-bit PNG, {width} × {height} px like the X-ray: 255 = lesion at threshold "
-            f"{ui.format_threshold(threshold)}, 0 = background.",
+            f"{format_threshold(threshold)}, 0 = background.",
         ),
         (
             "Probability map",
@@ -587,7 +588,7 @@ def main() -> None:
         )  # fmt: skip
     with side_column:
         st.markdown(
-            f"##### Findings · {status.label} at threshold {ui.format_threshold(threshold)}"
+            f"##### Findings · {status.label} at threshold {format_threshold(threshold)}"
         )
         verdict_box = st.container()
         draw_findings(lesions, mask, spacing)

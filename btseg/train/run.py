@@ -8,7 +8,6 @@ sum them up.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import platform
 import shutil
@@ -22,6 +21,7 @@ import numpy as np
 
 from btseg import registry
 from btseg.config import CLASS_NAMES
+from btseg.formatting import format_number
 from btseg.runs import (
     CONFIG_FILE,
     HISTORY_FILE,
@@ -243,11 +243,7 @@ def _percent(value: Any, digits: int = 0) -> str:
 
 
 def _number(value: Any) -> str:
-    return (
-        "n/a"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else f"{value:.3f}"
-    )
+    return format_number(value, missing="n/a")
 
 
 def train_all(

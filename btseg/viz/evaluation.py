@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 
 from btseg import metrics
 from btseg.config import CLASS_NAMES
+from btseg.formatting import format_threshold
 from btseg.registry import MODELS
 from btseg.viz.style import (
     CLASS_COLORS,
@@ -45,10 +46,6 @@ VALIDATION_COLOR = "#1e8449"
 OPTIMISTIC_COLOR = "#c0392b"
 _HISTORY_TITLES = {"loss": "Loss", "dice": "Dice", "iou": "IoU", "accuracy": "Accuracy",
                    "balanced_accuracy": "Balanced accuracy"}
-
-
-def _format_threshold(value: float) -> str:
-    return f"{value:.4g}"
 
 
 def _with_area(label: str, area_name: str, area: float | None) -> str:
@@ -272,7 +269,7 @@ def _threshold_markers(
             x=x, xref="x", y=0.99 - 0.075 * position,
             yref="paper", xanchor="right" if near_right else "left", yanchor="top",
             xshift=-4 if near_right else 4, showarrow=False,
-            text=f"{' = '.join(labels)} {_format_threshold(value)}",
+            text=f"{' = '.join(labels)} {format_threshold(value)}",
             font=dict(color=color, size=11), bgcolor="rgba(255,255,255,0.8)",
         )
 
