@@ -29,9 +29,11 @@ OUT = ROOT / "docs" / "screenshots" / "report.png"
 
 
 def report_html(image_id: str, workdir: Path) -> str:
-    """The HTML report btseg predict writes for the dataset's image ``image_id``."""
+    """The HTML report btseg predict writes for the dataset's image ``image_id`` (its file name,
+    or its stem: IMG000017)."""
     dataset = open_dataset(config.data_dir())
-    rows = dataset.usable[dataset.usable["image_id"].astype(str) == image_id]
+    usable = dataset.usable
+    rows = usable[(usable["image_id"].astype(str) == image_id) | (usable["stem"] == image_id.lower())]
     if rows.empty:
         raise DataError(f"no usable image {image_id}", where=str(dataset.root),
                         fix="pass --image with an image id of the dataset")  # fmt: skip

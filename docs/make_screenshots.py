@@ -72,7 +72,7 @@ def main() -> int:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
         pages = (("home", "", "text=Models"), ("dataset", "Dataset", ".js-plotly-plot"),
-                 ("segment", "Segment", "text=Findings"), ("thresholds", "Thresholds", "text=Verdict"),
+                 ("segment", "Segment", "text=Most likely"), ("thresholds", "Thresholds", "text=Verdict"),
                  ("compare", "Compare", ".js-plotly-plot"))  # fmt: skip
         for name, path, ready in pages:
             page.goto(f"{args.url}/{path}", timeout=TIMEOUT_MS)
