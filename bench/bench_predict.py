@@ -66,7 +66,11 @@ def load_models(models_dir: Path, fallback: str, work: Path, data: Path):
         config = make_config(name, "demo")
         model = build_model(config)
         task = "segmentation" if config.is_segmenter else "classification"
-        run_config = {"run": config.run_name, "task": task, "input_size": config.input_size}
+        run_config = {  # as config.json records it: the working size and mirrored TTA too
+            "run": config.run_name, "task": task, "input_size": config.input_size,
+            "working_size": config.working_size, "inference_window": config.inference_window,
+            "tta_mirror": config.tta_mirror, "input_mode": config.input_mode,
+        }  # fmt: skip
         threshold = 0.5 if config.is_segmenter else None
         models.append(cls(Run(model, run_config, threshold, work / config.run_name)))
     return (
