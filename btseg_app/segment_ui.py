@@ -587,6 +587,7 @@ def thumbnail_uri(pixels: np.ndarray, side: int = 96) -> str:
 READING_COLUMNS = {
     "X-ray": st.column_config.ImageColumn("X-ray", width="small"),
     "Verdict": st.column_config.TextColumn("Verdict", width="small"),
+    "Why": st.column_config.TextColumn("Why", help="The rule that gave the verdict"),
     "Lesions": st.column_config.NumberColumn("Lesions", format="%d", width="small"),
     "Largest (px)": st.column_config.NumberColumn("Largest (px)", format="%d"),
     "Largest (%)": st.column_config.NumberColumn("Largest (%)", format="%.2f"),
@@ -595,10 +596,10 @@ READING_COLUMNS = {
 
 
 def reading_row(name: str, source: ImageInput | None, prediction, error: str) -> dict[str, Any]:
-    """One row of the reading-room table: thumbnail, verdict, lesions, the largest lesion's
-    area, notes and gate warnings (or the reason the file could not be read)."""
+    """One row of the reading-room table: thumbnail, verdict and why, lesions, the largest
+    lesion's area, notes and gate warnings (or the reason the file could not be read)."""
     row: dict[str, Any] = {"X-ray": None, "File": name, "Study": "", "Verdict": "unreadable",
-                           "Lesions": None, "Largest (px)": None, "Largest (%)": None,
+                           "Why": "", "Lesions": None, "Largest (px)": None, "Largest (%)": None,
                            "Largest (mm²)": None, "Notes": error}  # fmt: skip
     if source is None or prediction is None:
         return row
@@ -610,6 +611,7 @@ def reading_row(name: str, source: ImageInput | None, prediction, error: str) ->
         {
             "X-ray": thumbnail_uri(source.image.pixels),
             "Verdict": prediction.verdict.label,
+            "Why": prediction.verdict.reason,
             "Lesions": len(prediction.lesions),
             "Largest (px)": None if largest is None else largest.area_px,
             "Largest (%)": None if largest is None else largest.area_percent,

@@ -110,6 +110,8 @@ def main() -> None:
         for position in positions:
             rows[position]["Study"] = study
     table = pd.DataFrame(rows)
+    if table["Largest (mm²)"].isna().all():  # no pixel spacing (no DICOM among the files)
+        table = table.drop(columns="Largest (mm²)")
     st.markdown(f"##### {len(table)} images in {len(studies)} studies")
     st.dataframe(
         table, hide_index=True, width="stretch", key="reading_table",

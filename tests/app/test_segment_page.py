@@ -486,3 +486,22 @@ def test_a_box_drawn_on_the_canvas_gives_dice_iou_and_a_region_class(reference):
     iou_values = [metric.value for metric in app.metric if metric.label == "IoU"]
     assert ui.format_score(metrics.iou(truth, mask)) in iou_values
     assert len(app.get("plotly_chart")) == 2  # whole image and the drawn box
+
+
+def test_a_reading_room_row_says_why_and_what_could_not_be_read():
+    from types import SimpleNamespace
+
+    from btseg.decisions import Verdict
+    from btseg.gate import GateResult
+
+    source = SimpleNamespace(image=SimpleNamespace(pixels=np.full((40, 30), 90, np.uint8)))
+    reason = "no lesion found at the operating point"
+    prediction = SimpleNamespace(lesions=[], notes=("appearance distance 2.0 (limit 7.7)",),
+                                 gate=GateResult(True), verdict=Verdict("normal", reason))  # fmt: skip
+    row = ui.reading_row("a.jpeg", source, prediction, "")
+    assert (row["Verdict"], row["Why"], row["Lesions"]) == ("normal", reason, 0)
+    assert row["X-ray"].startswith("data:image/") and "appearance distance" in row["Notes"]
+    unreadable = ui.reading_row("b.jpeg", None, None, "b.jpeg: the file is empty")
+    assert (unreadable["Verdict"], unreadable["Why"]) == ("unreadable", "")
+    assert unreadable["Notes"] == "b.jpeg: the file is empty"
+    assert set(row) == set(unreadable) and "Why" in ui.READING_COLUMNS
