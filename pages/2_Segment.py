@@ -319,7 +319,7 @@ def gate_ui(source, models_dir: Path) -> bool:
     if gate.accepted:
         return True
     st.caption(ui.image_caption(source))
-    draw_verdict(Verdict("inconclusive", f"{source.name} {gate.reason}."), st)
+    draw_verdict(Verdict("inconclusive", "the input gate stopped the image before any model ran"), st)
     st.warning(f"Not analysed: {source.name} {gate.reason}. To fix: {gate.fix}.", icon=":material/block:")
     modality = (source.image.modality or "").upper()
     if source.image.format == "DICOM" and modality not in RADIOGRAPH_MODALITIES + UNSPECIFIED_MODALITIES:

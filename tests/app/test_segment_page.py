@@ -505,3 +505,24 @@ def test_a_reading_room_row_says_why_and_what_could_not_be_read():
     assert (unreadable["Verdict"], unreadable["Why"]) == ("unreadable", "")
     assert unreadable["Notes"] == "b.jpeg: the file is empty"
     assert set(row) == set(unreadable) and "Why" in ui.READING_COLUMNS
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("models_env")
+def test_a_ct_upload_is_refused_with_the_fix_and_can_be_run_anyway(reference, tmp_path):
+    """The input gate on the page: a CT DICOM gets the verdict inconclusive, says why and how to
+    fix it, runs no model; the override checkbox then runs the models on it."""
+    pixels = reference.source.image.pixels
+    path = write_dicom(tmp_path / "scan.dcm", pixels, bits=8, Modality="CT")
+    app = upload(run_segment_page(), "scan.dcm", path.read_bytes(), "application/dicom")
+    assert not app.exception and not app.error
+    markdown = " ".join(item.value for item in app.markdown)
+    assert "Verdict: **inconclusive**" in markdown
+    assert len(app.warning) == 1
+    warning = app.warning[0].value
+    assert "CT image" in warning and "To fix:" in warning and "--allow-any-modality" in warning
+    assert "Lesions" not in metric_values(app)  # no model ran
+    app.checkbox(key="segment_any_modality").check().run()
+    assert_clean(app)
+    assert "Lesions" in metric_values(app)
+    assert "Verdict: **inconclusive**" not in " ".join(item.value for item in app.markdown)
