@@ -377,8 +377,7 @@ def classifier_region(classifier, lesions) -> tuple[LesionFinding | None, str]:
     lesion = most_probable_lesion(lesions)
     if lesion is None:
         return None, "No lesion to classify"
-    margin = f"with a {BOX_MARGIN:.0%} margin on each side"
-    return lesion, f"Lesion {lesion.index}, the most probable, {margin}"
+    return lesion, f"Lesion {lesion.index} (most probable) + {BOX_MARGIN:.0%} margin"
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,13 +388,13 @@ def lesion_table(lesions: Sequence[LesionFinding], with_mm2: bool) -> pd.DataFra
     """One row per lesion: number, area (px, % of the image, mm² when known), box (x0, y0, x1,
     y1 in original pixels, x1 and y1 exclusive), mean probability."""
     columns = ["#", "Area (px)", "Area (%)"] + (["Area (mm²)"] if with_mm2 else [])
-    columns += ["Box (x0, y0, x1, y1)", "Mean probability"]
+    columns += ["Box (px)", "Mean probability"]
     rows = []
     for lesion in lesions:
         row = {"#": lesion.index, "Area (px)": lesion.area_px, "Area (%)": lesion.area_percent}
         if with_mm2:
             row["Area (mm²)"] = lesion.area_mm2
-        row["Box (x0, y0, x1, y1)"] = ", ".join(str(value) for value in lesion.box)
+        row["Box (px)"] = ", ".join(str(value) for value in lesion.box)
         row["Mean probability"] = lesion.mean_probability
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)

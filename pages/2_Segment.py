@@ -253,8 +253,11 @@ def draw_findings(lesions, mask, spacing) -> None:
                 "Area (px)": st.column_config.NumberColumn(format="%d"),
                 "Area (%)": st.column_config.NumberColumn(format="%.3f"),
                 "Area (mm²)": st.column_config.NumberColumn(format="%.1f"),
+                "Box (px)": st.column_config.TextColumn(
+                    help="x0, y0, x1, y1 in the X-ray's pixels (x1 and y1 exclusive)"
+                ),
                 "Mean probability": st.column_config.ProgressColumn(
-                    min_value=0.0, max_value=1.0, format="%.2f"
+                    "Mean prob.", min_value=0.0, max_value=1.0, format="%.2f", width="small"
                 ),
             },
         )

@@ -146,7 +146,7 @@ def test_lesion_label_and_table():
     assert table.to_dict("records")[0]["Area (px)"] == 200
     assert table["Area (%)"].tolist() == [2.0]
     assert table["Area (mm²)"].tolist() == [pytest.approx(20.0)]
-    assert table["Box (x0, y0, x1, y1)"].tolist() == ["10, 10, 30, 20"]
+    assert table["Box (px)"].tolist() == ["10, 10, 30, 20"]
     assert "Area (mm²)" not in ui.lesion_table([], with_mm2=False).columns
 
 
@@ -267,7 +267,7 @@ def assert_classifier_shown(app: AppTest, with_lesion: bool) -> None:
     captions = " ".join(caption.value for caption in app.caption)
     if with_lesion:
         assert len(charts) == 1
-        assert "the most probable" in charts[0].proto.spec
+        assert "most probable" in charts[0].proto.spec
         assert "no lesion at this threshold to classify" not in captions
     else:
         assert not charts
