@@ -122,6 +122,10 @@ class PatchSampler:
         boxes: (len(positions), 4) content boxes (top, left, bottom, right) of the positions'
             images (see content_box); None estimates them from the pixels.
         seed: seeds the draws: the same seed gives the same patches.
+        normal_bone_share: share of patches centred on a bone pixel (brighter than the image's
+            Otsu threshold, inside its content) of an image without a lesion: negatives where
+            a radiograph's false positives arise, not on air or soft tissue. 0 (the default)
+            draws exactly as without it.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class PatchSampler:
         foreground_share: float = NNUNET_FOREGROUND_SHARE,
         boxes: np.ndarray | None = None,
         seed: int = 0,
+        normal_bone_share: float = 0.0,
     ) -> None:
         self.images, self.masks = images, masks
         self.positions = np.asarray(positions, dtype=np.int64)
@@ -145,6 +150,11 @@ class PatchSampler:
         if not 0.0 <= float(foreground_share) <= 1.0:
             raise ValueError(f"foreground_share must be in [0, 1], got {foreground_share}")
         self.foreground_share = float(foreground_share)
+        self.normal_bone_share = float(normal_bone_share)
+        if not 0.0 <= self.normal_bone_share <= 1.0 - self.foreground_share:
+            raise ValueError(
+                f"normal_bone_share must be in [0, 1 - foreground_share], got {normal_bone_share}"
+            )
         if boxes is None:
             boxes = np.array([estimate_content_box(images[p]) for p in self.positions])
         self.boxes = np.asarray(boxes, dtype=np.int64).reshape(self.positions.size, 4)
@@ -157,6 +167,17 @@ class PatchSampler:
             if pixels.size:
                 self._tumour_slots.append(slot)
                 self._lesion_pixels.append(pixels)
+        # Bone pixels of the images without a lesion (flat indices), when they are sampled.
+        self._bone_slots: list[int] = []
+        self._bone_pixels: list[np.ndarray] = []
+        if self.normal_bone_share > 0:
+            tumour = set(self._tumour_slots)
+            for slot, position in enumerate(self.positions):
+                if slot not in tumour:
+                    pixels = bone_pixels(np.asarray(images[position]), self.boxes[slot])
+                    if pixels.size:
+                        self._bone_slots.append(slot)
+                        self._bone_pixels.append(pixels)
 
     @property
     def tumour_images(self) -> int:
@@ -181,7 +202,13 @@ class PatchSampler:
     def sample(self, rng: np.random.Generator) -> tuple[int, int, int, bool]:
         """(position, row, column, foreground) of one patch."""
         patch = self.patch_size
-        foreground = bool(self._tumour_slots) and rng.random() < self.foreground_share
+        if self._bone_slots:
+            draw = rng.random()
+            foreground = bool(self._tumour_slots) and draw < self.foreground_share
+            if not foreground and draw < self.foreground_share + self.normal_bone_share:
+                return self._on_bone(rng)
+        else:  # exactly the draws of a sampler without bone patches
+            foreground = bool(self._tumour_slots) and rng.random() < self.foreground_share
         if foreground:
             pick = int(rng.integers(len(self._tumour_slots)))
             slot = self._tumour_slots[pick]
@@ -197,6 +224,18 @@ class PatchSampler:
             origin_row = self._origin_in(top, bottom, rng)
             origin_column = self._origin_in(left, right, rng)
         return int(self.positions[slot]), origin_row, origin_column, foreground
+
+    def _on_bone(self, rng: np.random.Generator) -> tuple[int, int, int, bool]:
+        """A patch centred (jittered as a lesion patch) on a bone pixel of a normal image."""
+        patch = self.patch_size
+        pick = int(rng.integers(len(self._bone_slots)))
+        slot, pixels = self._bone_slots[pick], self._bone_pixels[pick]
+        row, column = divmod(int(pixels[rng.integers(pixels.size)]), self.size)
+        jitter = rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * patch
+        top, left, bottom, right = self.boxes[slot]
+        origin_row = self._clip(row + jitter[0] - patch / 2, top, bottom)
+        origin_column = self._clip(column + jitter[1] - patch / 2, left, right)
+        return int(self.positions[slot]), origin_row, origin_column, False
 
     def cut(self, position: int, row: int, column: int, context: int | None = None):
         """(image, mask) uint8 (C, C) of side ``context`` (default the patch) centred on the
@@ -243,6 +282,21 @@ class PatchSampler:
                 if rng.random() < 0.5:
                     image, mask = image[:, ::-1], mask[:, ::-1]
             yield np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def bone_pixels(image: np.ndarray, box: Sequence[int], stride: int = 2) -> np.ndarray:
+    """Flat indices (into the S x S image) of the pixels inside the content box that are
+    brighter than the content's Otsu threshold (bone on a radiograph), every ``stride``-th row
+    and column (enough to centre patches on, at a quarter of the memory)."""
+    import cv2
+
+    top, left, bottom, right = (int(value) for value in box)
+    content = np.ascontiguousarray(image[top:bottom, left:right])
+    if content.size == 0 or int(content.max()) == int(content.min()):
+        return np.zeros(0, np.int64)
+    level, _ = cv2.threshold(content, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    rows, columns = np.nonzero(content[::stride, ::stride] > level)
+    return ((rows * stride + top) * image.shape[1] + columns * stride + left).astype(np.int64)
 
 
 def context_side(patch_size: int) -> int:

@@ -50,6 +50,31 @@ def test_sampler_reaches_the_foreground_share_and_samples_normal_images():
     assert with_lesion > drawn.foreground.mean()  # random patches sometimes hold a lesion too
 
 
+def test_bone_patches_are_centred_on_the_bright_bone_of_normal_images():
+    size = 64
+    boxed, masks, boxes = _letterboxed(size=size)
+    # A bright vertical "bone" in columns 40..47 of every image's content, dark elsewhere.
+    boxed[:, 12:52, :] = 30
+    boxed[:, 12:52, 40:48] = 220
+    plain = patches.PatchSampler(boxed, masks, np.arange(8), 16, 0.5, boxes=boxes, seed=4)
+    same = patches.PatchSampler(boxed, masks, np.arange(8), 16, 0.5, boxes=boxes, seed=4,
+                                normal_bone_share=0.0)  # fmt: skip
+    np.testing.assert_array_equal(plain.draw(200).origins, same.draw(200).origins)
+    bone = patches.PatchSampler(boxed, masks, np.arange(8), 16, 0.5, boxes=boxes, seed=4,
+                                normal_bone_share=0.5)  # fmt: skip
+    drawn = bone.draw(2000)
+    assert drawn.foreground.mean() == pytest.approx(0.5, abs=0.04)
+    background = ~drawn.foreground
+    assert set(drawn.positions[background]) == {4, 5, 6, 7}  # normal images only
+    centres = drawn.origins[background, 1] + 8  # the jitter is at most a quarter patch
+    assert np.all((centres >= 40 - 4) & (centres < 48 + 4))
+    pixels = patches.bone_pixels(boxed[4], boxes[4])
+    rows, columns = np.divmod(pixels, size)
+    assert rows.min() >= 12 and rows.max() < 52 and set(np.unique(columns)) <= set(range(40, 48))
+    with pytest.raises(ValueError, match="normal_bone_share"):
+        patches.PatchSampler(boxed, masks, np.arange(8), 16, 0.6, boxes=boxes, normal_bone_share=0.5)
+
+
 def test_patches_stay_inside_the_image_content_and_match_the_arrays():
     boxed, masks, boxes = _letterboxed()
     sampler = patches.PatchSampler(boxed, masks, np.arange(8), 24, 0.5, boxes=boxes, seed=3)

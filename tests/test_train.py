@@ -232,6 +232,7 @@ def test_patch_settings_are_checked():
         ({"patch_size": 512}, "--patch-size"),
         ({"working_size": 100}, "--working-size"),
         ({"foreground_share": 1.5}, "--foreground-share"),
+        ({"normal_bone_share": 0.6}, "--normal-bone-share"),  # demo foreground share 0.5
         ({"max_normal_flagged": -0.1}, "--max-normal-flagged"),
         ({"inference_window": 400}, "--inference-window"),
         ({"learning_rate_decay": "cosine"}, "--learning-rate-decay"),

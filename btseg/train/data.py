@@ -188,6 +188,7 @@ def patch_inputs(config: TrainConfig, data: TrainingData):
         config.foreground_share,
         boxes=data.content_boxes(data.train),
         seed=config.seed,
+        normal_bone_share=config.normal_bone_share,
     )
     train_dataset = patch_dataset(sampler, config.batch_size, augment=config.augment)
     steps = config.steps_per_epoch or math.ceil(data.train.size / config.batch_size)
@@ -209,14 +210,16 @@ def patch_inputs(config: TrainConfig, data: TrainingData):
             "working_size": config.working_size,
             "patch_size": config.patch_size,
             "foreground_share": config.foreground_share,
+            "normal_bone_share": config.normal_bone_share,
             "steps_per_epoch": steps,
             "batch_size": config.batch_size,
             "train_tumour_images": sampler.tumour_images,
             "validation_patches": int(images.shape[0]),
             "validation_patches_with_tumour": int(masks.reshape(masks.shape[0], -1).any(1).sum()),
             "sampling": "a share foreground_share of the patches centred on a random lesion "
-            "pixel (jittered by up to a quarter patch), the others anywhere in the image content "
-            "of a random training image, normal images included",
+            "pixel (jittered by up to a quarter patch), a share normal_bone_share on a random "
+            "bone pixel of a normal image, the others anywhere in the image content of a random "
+            "training image, normal images included",
             "augmentation": "mirroring along both axes, rotation, scale, brightness and contrast"
             if config.augment
             else "none",

@@ -71,6 +71,8 @@ class TrainConfig:
         patch_size: segmenters with a working size: side of the square training patches (the
             model's training input; input_size is set to it).
         foreground_share: share of training patches centred on a lesion pixel (nnU-Net 1/3).
+        normal_bone_share: share of training patches centred on the bone of a normal image
+            (btseg.patches.bone_pixels): negatives where false positives arise; 0 draws none.
         steps_per_epoch: patch training: batches per epoch.
         validation_patches: patch training: fixed validation patches (drawn once, same
             foreground share) on which `monitor` is computed after each epoch.
@@ -117,6 +119,7 @@ class TrainConfig:
     working_size: int | None = None
     patch_size: int | None = None
     foreground_share: float = 1 / 3
+    normal_bone_share: float = 0.0
     steps_per_epoch: int | None = None
     validation_patches: int = 64
     learning_rate_decay: str | None = None
@@ -471,6 +474,9 @@ def _check_patch_settings(config: TrainConfig, bad, factor: int) -> None:
     share = config.foreground_share
     if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
         raise bad("foreground_share", share, "a share in [0, 1]")
+    bone = config.normal_bone_share
+    if isinstance(bone, bool) or not isinstance(bone, int | float) or not 0 <= bone <= 1 - share:
+        raise bad("normal_bone_share", bone, f"a share in [0, 1 - foreground_share = {1 - share:g}]")
     limit = config.max_normal_flagged
     if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 <= limit <= 1:
         raise bad("max_normal_flagged", limit, "a share in [0, 1]")
