@@ -201,7 +201,6 @@ class PatchSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[int, int, int, bool]:
         """(position, row, column, foreground) of one patch."""
-        patch = self.patch_size
         if self._bone_slots:
             draw = rng.random()
             foreground = bool(self._tumour_slots) and draw < self.foreground_share
@@ -212,12 +211,7 @@ class PatchSampler:
         if foreground:
             pick = int(rng.integers(len(self._tumour_slots)))
             slot = self._tumour_slots[pick]
-            pixels = self._lesion_pixels[pick]
-            row, column = divmod(int(pixels[rng.integers(pixels.size)]), self.size)
-            jitter = rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * patch
-            top, left, bottom, right = self.boxes[slot]
-            origin_row = self._clip(row + jitter[0] - patch / 2, top, bottom)
-            origin_column = self._clip(column + jitter[1] - patch / 2, left, right)
+            origin_row, origin_column = self._around(slot, self._lesion_pixels[pick], rng)
         else:
             slot = int(rng.integers(self.positions.size))
             top, left, bottom, right = self.boxes[slot]
@@ -225,16 +219,23 @@ class PatchSampler:
             origin_column = self._origin_in(left, right, rng)
         return int(self.positions[slot]), origin_row, origin_column, foreground
 
-    def _on_bone(self, rng: np.random.Generator) -> tuple[int, int, int, bool]:
-        """A patch centred (jittered as a lesion patch) on a bone pixel of a normal image."""
+    def _around(self, slot: int, pixels: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
+        """(row, column) of a patch centred on one of ``pixels`` (flat indices) of the slot's
+        image, jittered by up to CENTRE_JITTER of the patch, kept inside the content."""
         patch = self.patch_size
-        pick = int(rng.integers(len(self._bone_slots)))
-        slot, pixels = self._bone_slots[pick], self._bone_pixels[pick]
         row, column = divmod(int(pixels[rng.integers(pixels.size)]), self.size)
         jitter = rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, 2) * patch
         top, left, bottom, right = self.boxes[slot]
-        origin_row = self._clip(row + jitter[0] - patch / 2, top, bottom)
-        origin_column = self._clip(column + jitter[1] - patch / 2, left, right)
+        return (
+            self._clip(row + jitter[0] - patch / 2, top, bottom),
+            self._clip(column + jitter[1] - patch / 2, left, right),
+        )
+
+    def _on_bone(self, rng: np.random.Generator) -> tuple[int, int, int, bool]:
+        """A patch centred (jittered as a lesion patch) on a bone pixel of a normal image."""
+        pick = int(rng.integers(len(self._bone_slots)))
+        slot = self._bone_slots[pick]
+        origin_row, origin_column = self._around(slot, self._bone_pixels[pick], rng)
         return int(self.positions[slot]), origin_row, origin_column, False
 
     def cut(self, position: int, row: int, column: int, context: int | None = None):
