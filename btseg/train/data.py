@@ -171,10 +171,10 @@ class Batches:
     validation: Any  # tf.data.Dataset
 
 
-def patch_inputs(config: TrainConfig, data: TrainingData):
-    """(training dataset, steps per epoch, validation dataset, extra config) of a patch-trained
-    segmenter: endless augmented patches of the training images (btseg.patches), and a fixed set
-    of `validation_patches` patches of the validation images for the per-epoch monitor."""
+def patch_inputs(config: TrainConfig, data: TrainingData) -> tuple[Batches, dict[str, Any]]:
+    """(batches, extra config) of a patch-trained segmenter: endless augmented patches of the
+    training images (btseg.patches), and a fixed set of `validation_patches` patches of the
+    validation images for the per-epoch monitor."""
     import tensorflow as tf
 
     from btseg.patches import PatchSampler, fixed_patches, patch_dataset
@@ -225,15 +225,14 @@ def patch_inputs(config: TrainConfig, data: TrainingData):
             else "none",
         }
     }
-    return train_dataset, steps, validation_dataset, extra
+    return Batches(train_dataset, steps, validation_dataset), extra
 
 
 def segmentation_batches(config: TrainConfig, data: TrainingData) -> tuple[Batches, dict[str, Any]]:
     """(batches, extra config) of a segmenter: patch_inputs for a patch recipe; otherwise whole
     images, with balanced sampling and augmentation as the config says (extra config empty)."""
     if config.patches:
-        train_dataset, steps, validation_dataset, extra = patch_inputs(config, data)
-        return Batches(train_dataset, steps, validation_dataset), extra
+        return patch_inputs(config, data)
     from btseg.pipeline import segmentation_dataset
 
     train_dataset, steps = segmentation_dataset(
